@@ -1,0 +1,26 @@
+"""Adversarial attacks: `keras_adv.attacks.FGSM`, `keras_adv.attacks.PGD`, ..."""
+
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.fgsm import FGSM
+from keras_adv.attacks.gradient_attack import GradientAttack
+from keras_adv.attacks.pgd import PGD
+
+__all__ = ["Attack", "GradientAttack", "FGSM", "PGD", "get"]
+
+
+def get(identifier):
+    """Returns an attack from an `Attack`, a serialized config dict or a class name."""
+    import keras
+
+    if identifier is None or isinstance(identifier, Attack):
+        return identifier
+    if isinstance(identifier, dict):
+        obj = keras.saving.deserialize_keras_object(identifier)
+    else:
+        obj = None
+    if not isinstance(obj, Attack):
+        raise TypeError(
+            "`attack` must be a keras_adv.attacks.Attack instance (e.g. "
+            f"keras_adv.attacks.PGD(epsilon=0.3)), got {identifier!r}."
+        )
+    return obj

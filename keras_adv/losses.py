@@ -1,0 +1,99 @@
+"""Per-example losses used by attacks, and label helpers.
+
+Attacks need per-example losses (shape `(batch,)`), never batch means: a mean
+would scale every example's gradient by 1/batch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+__all__ = ["crossentropy", "get", "predicted_class", "label_class", "to_log_probs", "per_example"]
+
+_EPS = 1e-12
+
+
+def _looks_like_probabilities(outputs):
+    """True when every row is non-negative and sums to 1 (softmax outputs)."""
+    outputs = tf.cast(outputs, tf.float32)
+    nonneg = tf.reduce_all(outputs >= 0.0)
+    sums = tf.reduce_sum(outputs, axis=-1)
+    return tf.logical_and(nonneg, tf.reduce_all(tf.abs(sums - 1.0) < 1e-3))
+
+
+def to_log_probs(outputs, from_logits=None):
+    """Log-probabilities from logits or probabilities (auto-detected when `from_logits` is None)."""
+    outputs = tf.cast(outputs, tf.float32)
+    if from_logits is True:
+        return tf.nn.log_softmax(outputs, axis=-1)
+    log_p = tf.math.log(tf.clip_by_value(outputs, _EPS, 1.0))
+    if from_logits is False:
+        return log_p
+    return tf.where(_looks_like_probabilities(outputs), log_p, tf.nn.log_softmax(outputs, axis=-1))
+
+
+def _one_hot_like(y, outputs):
+    num_classes = tf.shape(outputs)[-1]
+    if y.shape.rank == outputs.shape.rank:
+        return tf.cast(y, tf.float32)
+    y = tf.cast(tf.reshape(y, [-1]), tf.int32)
+    return tf.one_hot(y, num_classes, dtype=tf.float32)
+
+
+def crossentropy(y_true, y_pred, from_logits=None):
+    """Per-example categorical cross-entropy.
+
+    Accepts integer labels `(batch,)` or one-hot `(batch, classes)`, and
+    logits or probabilities (auto-detected: rows that are non-negative and sum
+    to one are taken as probabilities).
+    """
+    y_true = tf.convert_to_tensor(y_true)
+    log_p = to_log_probs(y_pred, from_logits)
+    return -tf.reduce_sum(_one_hot_like(y_true, log_p) * log_p, axis=-1)
+
+
+def per_example(loss):
+    """A callable `(y_true, y_pred) -> (batch,)` from a Keras loss, name or function."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        # `Loss.call` is the unreduced per-example loss by Keras' contract.
+        return loss.call
+    if callable(loss):
+        return loss
+    raise TypeError(f"`loss` must be a Keras loss, a loss name or a callable, got {loss!r}.")
+
+
+def get(loss):
+    """Validates an attack's `loss` argument (None, a name, a Keras loss or a callable)."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        return keras.losses.get(loss)
+    if isinstance(loss, dict):
+        return keras.saving.deserialize_keras_object(loss)
+    if callable(loss):
+        return loss
+    raise TypeError(f"`loss` must be None, a Keras loss, a loss name or a callable, got {loss!r}.")
+
+
+def predicted_class(outputs):
+    """Arg-max class of a batch of scores; a single-unit output is thresholded."""
+    outputs = tf.cast(outputs, tf.float32)
+    if outputs.shape[-1] == 1:
+        # One unit: a logit (threshold 0) or a probability (threshold 0.5).
+        in_unit = tf.reduce_all((outputs >= 0.0) & (outputs <= 1.0))
+        thr = tf.where(in_unit, 0.5, 0.0)
+        return tf.cast(tf.squeeze(outputs, -1) > thr, tf.int32)
+    return tf.argmax(outputs, axis=-1, output_type=tf.int32)
+
+
+def label_class(y):
+    """Integer class of labels given as integers `(batch,)`/`(batch, 1)` or one-hot `(batch, classes)`."""
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank == 2 and y.shape[-1] != 1:
+        return tf.argmax(y, axis=-1, output_type=tf.int32)
+    return tf.cast(tf.reshape(y, [-1]), tf.int32)
