@@ -72,9 +72,11 @@ class AdversarialModel(keras.Model):
         attack: the training attack, a `keras_adv.attacks.Attack`.
         adv_weight: λ ≥ 0, the weight of the adversarial loss (β for
             TRADES/MART).
-        objective: `"ce"` (`L_clean + λ·L_adv`) or `"madry"` (pure
-            adversarial training: `λ·L_adv`), or another registered
-            objective from `keras_adv.models.objectives`.
+        objective: `"ce"` (`L_clean + λ·L_adv`), `"madry"` (pure
+            adversarial training: `λ·L_adv`), `"trades"` (Zhang et al.
+            2019: `L_clean + β·KL(f(x)‖f(x_adv))`, the attack maximising the
+            KL), `"mart"` (Wang et al. 2020), or another registered
+            `keras_adv.models.objectives.Objective` (instance or name).
         eval_attack: the attack used by `evaluate()`/validation; defaults to
             `attack`.
         seed: seed of the wrapper's random stream (random starts).
@@ -130,6 +132,7 @@ class AdversarialModel(keras.Model):
         self._adv_loss_tracker = keras.metrics.Mean(name="adv_loss")
         self._margin_tracker = RobustnessMargin(name="robustness_margin")
         self._adv_compile_metrics = None
+        self._from_logits = None
 
     # ----------------------------------------------------------- schedules
     @property
@@ -183,6 +186,7 @@ class AdversarialModel(keras.Model):
         if isinstance(loss, keras.losses.Loss):
             from_logits = loss.get_config().get("from_logits")
         self._margin_tracker.from_logits = from_logits
+        self._from_logits = from_logits
 
     def compile_from_config(self, config):
         """Re-compiles a loaded model (our `compile` is overridden, so Keras does not)."""
@@ -241,6 +245,7 @@ class AdversarialModel(keras.Model):
         total, clean, adv = self._objective(
             y=y, y_clean=y_clean, y_adv=y_adv, sample_weight=sample_weight,
             compiled_loss=self._compiled_loss, adv_weight=self._adv_weight,
+            from_logits=getattr(self, "_from_logits", None),
         )
         for extra in self.losses:  # regularisation, once
             total = total + self._aggregate_additional_loss(extra)
@@ -253,11 +258,19 @@ class AdversarialModel(keras.Model):
         self._clean_loss_tracker.update_state(unscale(clean), sample_weight=batch)
         self._adv_loss_tracker.update_state(unscale(adv), sample_weight=batch)
 
+    def _objective_attack_loss(self, x):
+        """The objective's inner loss; clean outputs it needs (TRADES) are computed without a tape."""
+        objective = self._objective
+        y_clean = None
+        if objective.needs_clean_for_attack:
+            self._check_single_input(x)
+            y_clean = tf.stop_gradient(self(x, training=False))
+        return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         objective = self._objective
-        # Clean outputs the attack needs (TRADES) are computed without the tape.
-        attack_loss = self._attack_loss(self.attack, objective.attack_loss(None))
+        attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
         x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
 
         y_clean_fixed = None
@@ -281,7 +294,7 @@ class AdversarialModel(keras.Model):
         else:
             x_adv = self._craft(
                 self.attack, x, y, self._epsilon,
-                self._attack_loss(self.attack, self._objective.attack_loss(None)),
+                self._attack_loss(self.attack, self._objective_attack_loss(x)),
             )
         y_clean = self(x, training=False)
         y_adv = self(x_adv, training=False)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Type
 
-__all__ = ["Objective", "CrossEntropyMixture", "Madry", "get", "available"]
+import tensorflow as tf
+
+from keras_adv import losses as losses_lib
+
+__all__ = ["Objective", "CrossEntropyMixture", "Madry", "Trades", "Mart", "get", "available", "register"]
+
+_LOG_EPS = 1e-12
 
 
 class Objective:
@@ -19,20 +25,33 @@ class Objective:
         name: the `objective=` string.
         needs_clean_gradient: whether the clean forward pass contributes to
             the weight gradient (False lets the wrapper skip recording it).
+        needs_clean_for_attack: whether `attack_loss` needs the clean outputs;
+            the wrapper then computes them (outside the weight tape, with
+            `training=False`) before crafting the adversarial examples.
     """
 
     name = ""
     needs_clean_gradient = True
+    needs_clean_for_attack = False
 
-    def attack_loss(self, y_clean) -> Optional[Callable]:
-        """A per-example loss for the inner attack, or None for the compiled loss."""
+    def attack_loss(self, y_clean, from_logits=None) -> Optional[Callable]:
+        """A per-example loss `(y, outputs) -> (batch,)` for the inner attack, or None.
+
+        Args:
+            y_clean: the clean outputs of the batch (when
+                `needs_clean_for_attack`), else None.
+            from_logits: whether outputs are logits (True), probabilities
+                (False) or unknown (None: detected per batch).
+        """
         return None
 
-    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight):
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight,
+                 from_logits=None):
         """Returns `(total, clean_loss, adv_loss)` scalars.
 
         `compiled_loss(y, y_pred, sample_weight)` is the model's compiled,
-        batch-reduced loss.
+        batch-reduced loss. `from_logits` says whether outputs are logits
+        (None: detected from the outputs).
         """
         raise NotImplementedError
 
@@ -42,7 +61,8 @@ class CrossEntropyMixture(Objective):
 
     name = "ce"
 
-    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight):
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight,
+                 from_logits=None):
         clean = compiled_loss(y, y_clean, sample_weight)
         adv = compiled_loss(y, y_adv, sample_weight)
         return clean + adv_weight * adv, clean, adv
@@ -57,10 +77,94 @@ class Madry(Objective):
     name = "madry"
     needs_clean_gradient = False
 
-    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight):
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight,
+                 from_logits=None):
         clean = compiled_loss(y, y_clean, sample_weight)
         adv = compiled_loss(y, y_adv, sample_weight)
         return adv_weight * adv, clean, adv
+
+
+def kl_divergence(p_outputs, q_outputs, from_logits=None):
+    """Per-example `KL(p ‖ q)` between two batches of outputs (logits or probabilities)."""
+    log_p = losses_lib.to_log_probs(p_outputs, from_logits)
+    log_q = losses_lib.to_log_probs(q_outputs, from_logits)
+    return tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+def _batch_mean(per_example, sample_weight):
+    """Keras' "sum over batch size" reduction of a per-example loss, with optional weights."""
+    per_example = tf.cast(per_example, tf.float32)
+    if sample_weight is not None:
+        sw = tf.cast(tf.reshape(sample_weight, [-1]), tf.float32)
+        per_example = per_example * sw
+    return tf.reduce_sum(per_example) / tf.cast(tf.maximum(tf.size(per_example), 1), tf.float32)
+
+
+class Trades(Objective):
+    """TRADES (Zhang et al. 2019, "Theoretically Principled Trade-off between
+    Robustness and Accuracy"): `CE(f(x), y) + β·KL(f(x) ‖ f(x_adv))`.
+
+    β is the model's `adv_weight` (the paper uses 1–6). The inner attack
+    maximises the per-example `KL(f(x) ‖ f(x'))` from the *clean* output
+    (computed without the weight tape), not the cross-entropy, so use an
+    attack with a random start (at `x' = x` the KL gradient is zero). Both
+    terms are differentiated, as in the authors' code.
+
+    Logged: `clean_loss` = the compiled loss on clean inputs, `adv_loss` =
+    the KL regulariser (batch mean), `loss` = `clean_loss + β·adv_loss`.
+    """
+
+    name = "trades"
+    needs_clean_for_attack = True
+
+    def attack_loss(self, y_clean, from_logits=None):
+        p_clean = tf.stop_gradient(y_clean)
+
+        def kl_loss(y_true, outputs):
+            return kl_divergence(p_clean, outputs, from_logits)
+
+        return kl_loss
+
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight,
+                 from_logits=None):
+        clean = compiled_loss(y, y_clean, sample_weight)
+        adv = _batch_mean(kl_divergence(y_clean, y_adv, from_logits), sample_weight)
+        return clean + tf.cast(adv_weight, tf.float32) * adv, clean, adv
+
+
+class Mart(Objective):
+    """MART (Wang et al. 2020, "Improving Adversarial Robustness Requires
+    Revisiting Misclassified Examples").
+
+    `BCE(f(x_adv), y) + β·mean_i[KL(f(x_i) ‖ f(x_adv_i))·(1 − p_y(x_i))]`,
+    where the boosted cross-entropy is the compiled loss on the adversarial
+    inputs plus `−log(1 − max_{k≠y} p_k(x_adv))`; the KL term weighs each
+    example by how *mis*classified its clean input is. β is `adv_weight`
+    (the paper uses 5–6). The inner attack is the ordinary cross-entropy
+    attack.
+
+    Logged: `clean_loss` = the compiled loss on clean inputs (logged, not
+    optimised), `adv_loss` = the weighted KL regulariser, `loss` = the total.
+    """
+
+    name = "mart"
+
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight,
+                 from_logits=None):
+        clean = compiled_loss(y, y_clean, sample_weight)
+        log_p_adv = losses_lib.to_log_probs(y_adv, from_logits)
+        log_p_clean = losses_lib.to_log_probs(y_clean, from_logits)
+        p_adv, p_clean = tf.exp(log_p_adv), tf.exp(log_p_clean)
+        label = losses_lib.label_class(y)
+        true_mask = tf.one_hot(label, tf.shape(p_adv)[-1], dtype=tf.float32)
+        # Largest wrong-class probability under attack.
+        wrong_max = tf.reduce_max(p_adv - 2.0 * true_mask, axis=-1)
+        margin = -tf.math.log(tf.maximum(1.0 - wrong_max, 0.0) + _LOG_EPS)
+        bce = compiled_loss(y, y_adv, sample_weight) + _batch_mean(margin, sample_weight)
+        p_true_clean = tf.reduce_sum(p_clean * true_mask, axis=-1)
+        kl = tf.reduce_sum(p_clean * (log_p_clean - log_p_adv), axis=-1)
+        adv = _batch_mean(kl * (1.0 - p_true_clean), sample_weight)
+        return bce + tf.cast(adv_weight, tf.float32) * adv, clean, adv
 
 
 _REGISTRY: Dict[str, Type[Objective]] = {}
@@ -71,7 +175,7 @@ def register(cls: Type[Objective]) -> Type[Objective]:
     return cls
 
 
-for _cls in (CrossEntropyMixture, Madry):
+for _cls in (CrossEntropyMixture, Madry, Trades, Mart):
     register(_cls)
 
 
