@@ -5,12 +5,18 @@ clean and adversarial examples crafted on the fly.
 """
 
 from keras_adv import attacks, datasets, losses, metrics, norms
+from keras_adv import augmentation, callbacks, layers
 from keras_adv.models import AdversarialModel, objectives
+from keras_adv.models import FreeAdversarialModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialModel",
+    "FreeAdversarialModel",
+    "augmentation",
+    "callbacks",
+    "layers",
     "attacks",
     "datasets",
     "losses",
