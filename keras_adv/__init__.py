@@ -5,6 +5,7 @@ clean and adversarial examples crafted on the fly.
 """
 
 from keras_adv import attacks, datasets, losses, metrics, norms
+from keras_adv import models
 from keras_adv.models import AdversarialModel, objectives
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ __all__ = [
     "datasets",
     "losses",
     "metrics",
+    "models",
     "norms",
     "objectives",
     "__version__",

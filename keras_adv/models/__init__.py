@@ -1,6 +1,6 @@
-"""Adversarially trained models."""
+"""Adversarially trained models, training objectives and model presets."""
 
-from keras_adv.models import objectives
+from keras_adv.models import objectives, presets
 from keras_adv.models.adversarial_model import AdversarialModel
 
-__all__ = ["AdversarialModel", "objectives"]
+__all__ = ["AdversarialModel", "objectives", "presets"]
