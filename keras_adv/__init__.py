@@ -5,6 +5,8 @@ clean and adversarial examples crafted on the fly.
 """
 
 from keras_adv import attacks, datasets, losses, metrics, norms
+from keras_adv import evaluation
+from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
 
 __version__ = "0.1.0"
@@ -13,6 +15,8 @@ __all__ = [
     "AdversarialModel",
     "attacks",
     "datasets",
+    "evaluate_robustness",
+    "evaluation",
     "losses",
     "metrics",
     "norms",
