@@ -255,6 +255,7 @@ def diagnose_gradient_masking(
     gradient_free_attack: Union[Attack, str, None] = "auto",
     unbounded_attack: Union[Attack, str, None] = "auto",
     tolerance: float = 0.05,
+    convergence_tolerance: float = 0.1,
     batch_size: int = 256,
     seed: int = 0,
 ) -> Diagnosis:
@@ -267,8 +268,10 @@ def diagnose_gradient_masking(
     * `nondeterministic`: two inference passes on the same inputs differ;
     * `multi_step_weaker`: PGD-`steps` leaves more accuracy than FGSM;
     * `more_steps_stronger`: PGD with `strong_steps` steps and `restarts`
-      restarts lowers accuracy by more than `tolerance` over PGD-`steps`
-      (the reported attack had not converged);
+      restarts lowers accuracy by more than `convergence_tolerance` over
+      PGD-`steps` (the reference attack had not converged; a few points are
+      normal on adversarially trained models: 4.5 points measured from
+      PGD-20 to PGD-100×3 on a PGD-trained digits CNN at its training ε);
     * `non_monotonic`: PGD accuracy at ε/2, ε, 2ε, and the whole input range
       rises with ε;
     * `large_epsilon_not_zero`: PGD at ε = the width of `bounds` (L∞; every
@@ -296,6 +299,7 @@ def diagnose_gradient_masking(
         gradient_free_attack: an `Attack` (run at `epsilon`), `"auto"` or None.
         unbounded_attack: an `Attack` with `allows_unbounded`, `"auto"` or None.
         tolerance: absolute accuracy difference that counts as "noticeable".
+        convergence_tolerance: the same for the more-steps-and-restarts check.
         batch_size: batch size of the attacks.
         seed: seed of the built-in attacks.
 
@@ -309,6 +313,7 @@ def diagnose_gradient_masking(
     labels = _common.labels_of(y)
     epsilon = _check_number("epsilon", epsilon, minimum=0.0, strict=True)
     tolerance = _check_number("tolerance", tolerance, minimum=0.0)
+    convergence_tolerance = _check_number("convergence_tolerance", convergence_tolerance, minimum=0.0)
     steps = _check_number("steps", steps, minimum=1, integer=True)
     strong_steps = 5 * steps if strong_steps is None else _check_number("strong_steps", strong_steps, minimum=1, integer=True)
     lo, hi = bounds
@@ -351,7 +356,7 @@ def diagnose_gradient_masking(
                 f"PGD-{steps} ({meas['pgd']:.3f}) is weaker than FGSM ({meas['fgsm']:.3f}) at ε={epsilon:g}.",
                 {"fgsm": meas["fgsm"], "pgd": meas["pgd"]},
             ))
-        if meas["pgd_strong"] < meas["pgd"] - tolerance:
+        if meas["pgd_strong"] < meas["pgd"] - convergence_tolerance:
             warnings.append(MaskingWarning(
                 "more_steps_stronger",
                 f"PGD with {strong_steps} steps × {restarts} restarts ({meas['pgd_strong']:.3f}) is "
