@@ -90,6 +90,8 @@ def _call_fn(model):
     if entry is None or entry[0] is not model:
         fn = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
         entry = (model, fn)
+        if len(_CALL_FNS) > 64:
+            _CALL_FNS.clear()
         _CALL_FNS[key] = entry
     return entry[1]
 
@@ -125,10 +127,7 @@ def run_attack(attack: Attack, model, x: np.ndarray, y: np.ndarray, *, epsilon="
     use_default = isinstance(epsilon, str) and epsilon == "default"
     eps = None if use_default else tf.constant(float(epsilon), tf.float32)
 
-    if use_default:
-        step = tf.function(lambda xb, yb, s: attack(model, xb, yb, seed=s), reduce_retracing=True)
-    else:
-        step = tf.function(lambda xb, yb, e, s: attack(model, xb, yb, epsilon=e, seed=s), reduce_retracing=True)
+    step = _attack_fn(attack, model, use_default)
     out = []
     for i in range(0, len(x), batch_size):
         xb = tf.convert_to_tensor(x[i:i + batch_size])
@@ -138,6 +137,26 @@ def run_attack(attack: Attack, model, x: np.ndarray, y: np.ndarray, *, epsilon="
         if progbar is not None:
             progbar.add(1)
     return np.concatenate(out)
+
+
+_ATTACK_FNS = {}
+
+
+def _attack_fn(attack, model, use_default):
+    """One traced function per (attack, model), reused across ε values and calls."""
+    key = (id(attack), id(model), use_default)
+    entry = _ATTACK_FNS.get(key)
+    if entry is None or entry[0] is not attack or entry[1] is not model:
+        if use_default:
+            fn = tf.function(lambda xb, yb, s: attack(model, xb, yb, seed=s), reduce_retracing=True)
+        else:
+            fn = tf.function(lambda xb, yb, e, s: attack(model, xb, yb, epsilon=e, seed=s),
+                             reduce_retracing=True)
+        entry = (attack, model, fn)
+        if len(_ATTACK_FNS) > 64:
+            _ATTACK_FNS.clear()
+        _ATTACK_FNS[key] = entry
+    return entry[2]
 
 
 def n_batches(n: int, batch_size: int) -> int:
