@@ -5,7 +5,7 @@ clean and adversarial examples crafted on the fly.
 """
 
 from keras_adv import attacks, datasets, losses, metrics, norms
-from keras_adv import evaluation
+from keras_adv import detection, evaluation
 from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
 
@@ -15,6 +15,7 @@ __all__ = [
     "AdversarialModel",
     "attacks",
     "datasets",
+    "detection",
     "evaluate_robustness",
     "evaluation",
     "losses",
