@@ -48,13 +48,14 @@ class DetectionReport:
                 "threshold": self.threshold, "results": self.results}
 
     def __str__(self):
+        w = max([len(k) for k in self.results] + [6]) + 2
         lines = [f"Detection: clean accuracy {self.clean_accuracy:.4f}, clean inputs rejected "
                  f"{self.false_positive_rate:.2%} (threshold {self.threshold:.3g})",
-                 f"{'attack':<14}{'ROC-AUC':<10}{'detected':<10}{'fools clf':<11}{'fools system':<12}"]
+                 f"{'attack':<{w}}{'ROC-AUC':<10}{'detected':<10}{'fools clf':<11}{'fools system':<12}"]
         for k, r in self.results.items():
             auc = "n/a" if r["roc_auc"] is None else f"{r['roc_auc']:.4f}"
             det = "n/a" if r["detection_rate"] is None else f"{r['detection_rate']:.2%}"
-            lines.append(f"{k:<14}{auc:<10}{det:<10}{r['classifier_success_rate']:<11.2%}"
+            lines.append(f"{k:<{w}}{auc:<10}{det:<10}{r['classifier_success_rate']:<11.2%}"
                          f"{r['system_success_rate']:<12.2%}")
         return "\n".join(lines)
 

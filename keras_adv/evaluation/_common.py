@@ -99,8 +99,9 @@ def _call_fn(model):
 def to_probs(outputs: np.ndarray) -> np.ndarray:
     """Softmax probabilities from logits or probabilities (auto-detected, like the losses)."""
     outputs = np.asarray(outputs, np.float64)
-    if outputs.shape[-1] == 1:
-        return outputs
+    if outputs.shape[-1] == 1:  # one unit: a probability, or a logit
+        in_unit = ((outputs >= 0) & (outputs <= 1)).all()
+        return outputs if in_unit else 1.0 / (1.0 + np.exp(-outputs))
     is_prob = (outputs >= 0).all() and np.allclose(outputs.sum(-1), 1.0, atol=1e-3)
     if is_prob:
         return outputs

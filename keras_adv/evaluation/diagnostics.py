@@ -155,10 +155,30 @@ def _is_gradient_free(attack):
     return bool(getattr(attack, "gradient_free", False)) or type(attack).__name__ == "Square"
 
 
-def check_report(report, *, tolerance: float = 0.05) -> List[MaskingWarning]:
+def _budget(attack):
+    return (_steps(attack) or 0) * (getattr(attack, "restarts", None) or 1)
+
+
+def check_report(report, *, tolerance: float = 0.05, convergence_tolerance: float = 0.1) -> List[MaskingWarning]:
     """Checks on the results of a `RobustnessReport` (no extra model calls)."""
     out = []
     names = list(report.results)
+    # 0. more steps × restarts of a multi-step attack of the same class lowering accuracy a lot.
+    for a in names:
+        for b in names:
+            ra, rb = report.results[a], report.results[b]
+            if (type(ra.attack) is not type(rb.attack) or _steps(ra.attack) is None
+                    or not 1 < _budget(ra.attack) < _budget(rb.attack)):
+                continue
+            for e in sorted(set(ra.epsilons) & set(rb.epsilons)):
+                if rb.accuracy(e) < ra.accuracy(e) - convergence_tolerance:
+                    out.append(MaskingWarning(
+                        "more_steps_stronger",
+                        f"{b!r} ({rb.accuracy(e):.3f}) is much stronger than {a!r} ({ra.accuracy(e):.3f}) "
+                        f"at ε={e:g}: the weaker attack had not converged; do not report it alone.",
+                        {"epsilon": e, "weaker": a, "stronger": b},
+                    ))
+                    break
     # 1. a multi-step attack weaker than a single-step one at the same ε.
     for a in names:
         for b in names:

@@ -123,13 +123,15 @@ def evaluate_robustness(
                                    seed=seed, progbar=bar)
         out_adv = _common.predict(model, x_adv, batch_size)
         res = results.setdefault(name, AttackResult(name=name, attack=attack))
-        correct = _predicted(out_adv) == labels
+        pred_adv = _predicted(out_adv)
+        correct = pred_adv == labels
         res.add(
             epsilon=float(eps),
             correct=correct,
             p_true=_true_prob(_common.to_probs(out_adv), labels),
             perturbation=np.asarray(attack.norm.distance(x, x_adv)),
             examples=x_adv[:k],
+            example_predictions=pred_adv[:k],
         )
 
     minimal = None
@@ -161,7 +163,8 @@ def evaluate_robustness(
 
         warnings = diagnostics.check_gradients(model, x[:batch_size], y_raw[:batch_size])
         warnings += diagnostics.check_determinism(model, x[:batch_size])
-        warnings += diagnostics.check_report(report, tolerance=tolerance)
+        warnings += diagnostics.check_report(report, tolerance=tolerance,
+                                             convergence_tolerance=max(tolerance, 0.1))
         report.warnings = warnings
     return report
 

@@ -25,13 +25,15 @@ class AttackResult:
     p_true: List[np.ndarray] = field(default_factory=list)
     perturbation: List[np.ndarray] = field(default_factory=list)
     examples: List[np.ndarray] = field(default_factory=list)
+    example_predictions: List[np.ndarray] = field(default_factory=list)
 
-    def add(self, *, epsilon, correct, p_true, perturbation, examples):
+    def add(self, *, epsilon, correct, p_true, perturbation, examples, example_predictions=None):
         self.epsilons.append(float(epsilon))
         self.correct.append(np.asarray(correct, bool))
         self.p_true.append(np.asarray(p_true, np.float64))
         self.perturbation.append(np.asarray(perturbation, np.float64))
         self.examples.append(np.asarray(examples))
+        self.example_predictions.append(None if example_predictions is None else np.asarray(example_predictions))
 
     def accuracy(self, epsilon: float) -> float:
         return float(self.correct[self._index(epsilon)].mean())
@@ -384,7 +386,9 @@ class RobustnessReport:
                 ax.set_xticks([])
                 ax.set_yticks([])
             axes[0, j].set_title(f"y={self.labels[j]}", fontsize=8)
-            axes[1, j].set_title("robust" if pred_ok[j] else "broken", fontsize=8,
+            preds = r.example_predictions[i] if r.example_predictions else None
+            tag = "" if preds is None else f"pred {preds[j]}: "
+            axes[1, j].set_title(tag + ("robust" if pred_ok[j] else "broken"), fontsize=8,
                                  color="green" if pred_ok[j] else "red")
         axes[0, 0].set_ylabel("clean")
         axes[1, 0].set_ylabel("adversarial")

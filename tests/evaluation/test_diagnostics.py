@@ -41,9 +41,10 @@ def test_determinism_check():
 
 
 class _A:
-    def __init__(self, steps=None, gradient_free=False):
+    def __init__(self, steps=None, gradient_free=False, restarts=1):
         self.steps = steps
         self.gradient_free = gradient_free
+        self.restarts = restarts
 
 
 def _report(curves, clean=None, bounds=(0.0, 1.0), n=20):
@@ -77,6 +78,11 @@ def test_report_checks_fire_exactly_when_they_should():
     assert diagnostics.check_report(not_large) == []
     gf = _report({"pgd": (_A(10), {0.1: 0.6}), "rs": (_A(gradient_free=True), {0.1: 0.3})})
     assert [w.check for w in diagnostics.check_report(gf)] == ["gradient_free_stronger"]
+    slow = _report({"pgd10": (_A(10), {0.1: 0.6}), "pgd50x3": (_A(50, restarts=3), {0.1: 0.45})})
+    found = diagnostics.check_report(slow)
+    assert [w.check for w in found] == ["more_steps_stronger"] and found[0].details["stronger"] == "pgd50x3"
+    assert diagnostics.check_report(_report({"pgd10": (_A(10), {0.1: 0.6}),
+                                             "pgd50x3": (_A(50, restarts=3), {0.1: 0.55})})) == []
     # Within the tolerance nothing fires.
     assert diagnostics.check_report(_report({"fgsm": (_A(1), {0.1: 0.5}), "pgd": (_A(10), {0.1: 0.55})})) == []
 
