@@ -287,8 +287,8 @@ class RobustnessReport:
         if "attack" in mp:
             a = mp["attack"]
             mean = "n/a" if a["mean"] is None else f"{a['mean']:.4g}"
-            lines.append(f"minimal perturbation ({a['name']}, {a['norm']}): mean {mean}, "
-                         f"success rate {a['success_rate']:.1%}")
+            rate = "n/a" if a["success_rate"] is None else f"{a['success_rate']:.1%}"
+            lines.append(f"minimal perturbation ({a['name']}, {a['norm']}): mean {mean}, success rate {rate}")
         lines.append("")
         lines.append("per class: clean / worst case at each ε")
         for c, v in self.per_class().items():

@@ -167,3 +167,19 @@ def test_bad_inputs_name_the_argument(trained, digits):
         keras_adv.evaluate_robustness("model.h5", x, y, attacks={"a": keras_adv.attacks.FGSM(0.1)})
     with pytest.raises(TypeError, match="floating"):
         keras_adv.evaluate_robustness(trained, (x * 16).astype("int32"), y, attacks={"a": keras_adv.attacks.FGSM(0.1)})
+
+
+def test_default_epsilons_and_adversarial_model(trained, digits):
+    _, (xs, ys) = digits
+    x, y = xs[:48], ys[:48]
+    wrapped = keras_adv.AdversarialModel(trained, attack=keras_adv.attacks.FGSM(0.1))
+    attacks = {"f1": keras_adv.attacks.FGSM(0.05), "f2": keras_adv.attacks.FGSM(0.2)}
+    report = keras_adv.evaluate_robustness(wrapped, x, y, attacks=attacks, verbose=0, diagnose=False)
+    assert report.epsilons == [0.05, 0.2]  # each attack ran once at its own ε
+    assert report.results["f1"].epsilons == [0.05] and report.results["f2"].epsilons == [0.2]
+    direct = np.mean(np.argmax(trained(attacks["f2"](trained, x, y)), -1) == y)
+    assert report.robust_accuracy("f2", 0.2) == direct
+    assert report.worst_case_accuracy(0.2) <= report.robust_accuracy("f2", 0.2)
+    with pytest.raises(KeyError, match="epsilon=0.05"):
+        report.robust_accuracy("f2", 0.05)
+    assert "-" in str(report)  # the table marks (attack, ε) pairs that were not run
