@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv import losses as losses_lib
 from keras_adv.attacks.attack import Attack, _check_number
 from keras_adv.evaluation import _common
 
@@ -198,8 +199,7 @@ def adaptive_loss(y_true, outputs):
     """
     outputs = tf.cast(outputs, tf.float32)
     k1 = tf.shape(outputs)[-1]
-    y = tf.cast(tf.reshape(y_true, [-1]), tf.int32) if y_true.shape.rank != 2 or y_true.shape[-1] == 1 else \
-        tf.argmax(y_true, -1, output_type=tf.int32)
+    y = losses_lib.label_class(y_true)
     blocked = tf.one_hot(y, k1) + tf.one_hot(tf.fill(tf.shape(y), k1 - 1), k1)
     other = tf.reduce_max(outputs - 1e9 * blocked, axis=-1)
     guard = tf.reduce_max(outputs - 1e9 * (1.0 - blocked), axis=-1)

@@ -74,6 +74,16 @@ def labels_of(y: np.ndarray) -> np.ndarray:
     return y.reshape(-1).astype(np.int64)
 
 
+def predicted_classes(outputs: np.ndarray) -> np.ndarray:
+    """Arg-max classes; a single-unit output is thresholded (0.5 for probabilities, 0 for logits)."""
+    outputs = np.asarray(outputs)
+    if outputs.shape[-1] == 1:
+        o = outputs[..., 0]
+        thr = 0.5 if ((o >= 0) & (o <= 1)).all() else 0.0
+        return (o > thr).astype(np.int64)
+    return outputs.argmax(-1).astype(np.int64)
+
+
 def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs (inference mode) over `x` in batches, as float32 numpy."""
     fn = _call_fn(model)

@@ -346,11 +346,9 @@ def diagnose_gradient_masking(
     meas: Dict[str, Any] = {}
 
     def acc_of(x_eval):
-        out = _common.predict(model, x_eval, batch_size)
-        return float(np.mean(out.argmax(-1) == labels)) if out.shape[-1] > 1 else float(
-            np.mean((out[:, 0] > 0) == labels))
+        return float(np.mean(_common.predicted_classes(_common.predict(model, x_eval, batch_size)) == labels))
 
-    clean_correct = _common.predict(model, x, batch_size).argmax(-1) == labels
+    clean_correct = _common.predicted_classes(_common.predict(model, x, batch_size)) == labels
     meas["clean_accuracy"] = float(clean_correct.mean())
 
     warnings += check_gradients(model, x[:batch_size], y[:batch_size])
@@ -416,7 +414,7 @@ def diagnose_gradient_masking(
     if unbounded_attack is not None:
         if has_gradient or _is_gradient_free(unbounded_attack):
             x_u = _common.run_attack(unbounded_attack, model, x, y, batch_size=batch_size, seed=seed)
-            pred = _common.predict(model, x_u, batch_size).argmax(-1)
+            pred = _common.predicted_classes(_common.predict(model, x_u, batch_size))
             n_ok = clean_correct.sum()
             rate = float(((pred != labels) & clean_correct).sum() / n_ok) if n_ok else 1.0
             meas["unbounded_success_rate"] = rate

@@ -169,12 +169,7 @@ def evaluate_robustness(
     return report
 
 
-def _predicted(outputs: np.ndarray) -> np.ndarray:
-    if outputs.shape[-1] == 1:
-        o = outputs[..., 0]
-        thr = 0.5 if ((o >= 0) & (o <= 1)).all() else 0.0
-        return (o > thr).astype(np.int64)
-    return outputs.argmax(-1).astype(np.int64)
+_predicted = _common.predicted_classes
 
 
 def _true_prob(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
