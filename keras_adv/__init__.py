@@ -5,7 +5,8 @@ clean and adversarial examples crafted on the fly.
 """
 
 from keras_adv import attacks, datasets, losses, metrics, norms
-from keras_adv import models
+from keras_adv import detection, evaluation, models
+from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
 
 __version__ = "0.1.0"
@@ -14,6 +15,9 @@ __all__ = [
     "AdversarialModel",
     "attacks",
     "datasets",
+    "detection",
+    "evaluate_robustness",
+    "evaluation",
     "losses",
     "metrics",
     "models",
