@@ -6,12 +6,14 @@ clean and adversarial examples crafted on the fly.
 
 from keras_adv import attacks, datasets, losses, metrics, norms
 from keras_adv.models import AdversarialModel, objectives
+from keras_adv import callbacks  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialModel",
     "attacks",
+    "callbacks",
     "datasets",
     "losses",
     "metrics",

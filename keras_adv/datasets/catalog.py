@@ -108,7 +108,7 @@ def load(
         limit: keep only the first `limit` examples (after shuffling).
         data_dir: TensorFlow Datasets directory (default `~/tensorflow_datasets`).
         download: whether TensorFlow Datasets may download missing data.
-        seed: the shuffle seed; for `"digits"` also the fixed train/test split.
+        seed: the shuffle seed (the digits train/test split is fixed).
 
     Returns:
         `(x, y)` numpy arrays with `x` of shape `(N, H, W, C)`, float32 in
@@ -136,7 +136,7 @@ def _load_digits(split, *, batch_size, shuffle, limit, seed):
 
     if split not in ("train", "test"):
         raise ValueError(f"`split` for 'digits' must be 'train' or 'test', got {split!r}.")
-    (x_train, y_train), (x_test, y_test) = load_digits(seed=seed)
+    (x_train, y_train), (x_test, y_test) = load_digits()  # the fixed, stratified 75/25 split
     x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
     if shuffle:
         order = np.random.default_rng(seed).permutation(len(x))
