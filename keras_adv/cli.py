@@ -696,6 +696,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # keep the output to progress bars and results
     try:
         return args.func(args)
     except CLIError as e:
