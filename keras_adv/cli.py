@@ -61,9 +61,16 @@ def attack_registry() -> Dict[str, type]:
     return dict(sorted(registry.items()))
 
 
+# Short names people type, used only when the attack they point to is exported.
+_ALIASES = {"cw": "carliniwagnerl2", "cwl2": "carliniwagnerl2", "spatial": "spatialtransformation"}
+
+
 def _lookup_attack(name: str) -> type:
     registry = attack_registry()
     by_key = {_key(k): v for k, v in registry.items()}
+    for alias, target in _ALIASES.items():
+        if target in by_key:
+            by_key.setdefault(alias, by_key[target])
     if _key(name) not in by_key:
         raise CLIError(f"unknown attack {name!r}. Available attacks: {', '.join(registry)}.")
     return by_key[_key(name)]
@@ -325,17 +332,18 @@ def _plot_examples(model, x, x_adv, y, path: str, title: str, n: int = 8):
         for row, (img, label) in enumerate((
             (x[i], f"y={y[i]} pred={pred[i]}"),
             (x_adv[i], f"adv pred={pred_adv[i]}"),
-            (0.5 + 0.5 * delta / scale, f"|d|max={scale:.2f}"),
+            (0.5 + 0.5 * delta / scale, f"max|delta|={scale:.2f}"),
         )):
             ax = axes[row, i]
             ax.imshow(np.clip(img.squeeze(), 0, 1), cmap=cmap, vmin=0, vmax=1)
-            ax.set_title(label, fontsize=7, color="red" if row == 1 and pred_adv[i] != y[i] else "black")
+            wrong = (row == 0 and pred[i] != y[i]) or (row == 1 and pred_adv[i] != y[i])
+            ax.set_title(label, fontsize=7, color="red" if wrong else "black")
             ax.axis("off")
     axes[0, 0].text(-0.3, 0.5, "clean", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right")
     axes[1, 0].text(-0.3, 0.5, "adversarial", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right")
     axes[2, 0].text(-0.3, 0.5, "perturbation", transform=axes[2, 0].transAxes, rotation=90, va="center",
                     ha="right")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title + " (red: misclassified; perturbation: grey = 0, black/white = -/+ max)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
