@@ -152,12 +152,12 @@ def test_train_on_a_tfds_dataset(tmp_path):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=16):
-        rc = cli.main(["train", "--dataset", "fashion_mnist", "--model", "small_resnet", "--objective", "madry",
+        rc = cli.main(["train", "--dataset", "fashion_mnist", "--objective", "madry",
                        "--epochs", "1", "--steps", "1", "--eval-steps", "1", "--eval-restarts", "1",
                        "--batch-size", "8", "--no-validation", "--quiet", "--output", str(tmp_path)])
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["dataset"] == "fashion_mnist" and report["model"] == "small_resnet"
+    assert report["dataset"] == "fashion_mnist" and report["model"] == "small_cnn"
     assert report["objective"] == "madry" and report["train_examples"] == 16
     model = keras.models.load_model(tmp_path / "model.keras")
     assert model.base_model.input_shape == (None, 28, 28, 1)
