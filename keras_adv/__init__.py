@@ -8,12 +8,14 @@ from keras_adv import attacks, datasets, losses, metrics, norms
 from keras_adv import detection, evaluation, models
 from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
+from keras_adv import callbacks  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AdversarialModel",
     "attacks",
+    "callbacks",
     "datasets",
     "detection",
     "evaluate_robustness",
