@@ -193,6 +193,16 @@ def _accuracy(model, x, y, batch_size=256) -> "np.ndarray":  # noqa: F821
     return np.argmax(model.predict(x, batch_size=batch_size, verbose=0), -1) == y
 
 
+def _can_plot(say=print) -> bool:
+    """True when matplotlib is installed; otherwise says how to get plots and returns False."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        say("note: plots skipped, matplotlib is not installed (pip install 'keras-adv[plot]')")
+        return False
+    return True
+
+
 def _pyplot():
     import matplotlib
 
@@ -275,9 +285,11 @@ def _train(args) -> int:
     }
     with open(paths["report"], "w") as f:
         json.dump(result, f, indent=2)
-    _plot_history(history.history, paths["training_plot"], title=f"{args.model} on {meta.name}, "
-                  f"{args.objective}, {_attack_label(attack)}")
-    _plot_examples(base, x_test, x_adv, y_test, paths["examples_plot"], title=f"Test images and {_attack_label(judge)}")
+    if _can_plot():
+        _plot_history(history.history, paths["training_plot"], title=f"{args.model} on {meta.name}, "
+                      f"{args.objective}, {_attack_label(attack)}")
+        _plot_examples(base, x_test, x_adv, y_test, paths["examples_plot"],
+                       title=f"Test images and {_attack_label(judge)}")
 
     print(f"clean accuracy:  {clean:.4f}")
     print(f"robust accuracy: {robust:.4f}  (judged by {result['judge']})")
@@ -460,7 +472,8 @@ def _evaluate(args) -> int:
     json_path, png_path = os.path.join(out, "robustness.json"), os.path.join(out, "robustness.png")
     with open(json_path, "w") as f:
         json.dump(report, f, indent=2)
-    plot_report(report, png_path, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} images)")
+    if _can_plot():
+        plot_report(report, png_path, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} images)")
     print(f"saved {json_path} and {png_path}")
     return 0
 
