@@ -189,9 +189,12 @@ class FAB(Attack):
 
         def diff(xc):
             scores = _scores.class_scores(model(xc, training=False), name)
+            if self.targeted:
+                # Boundary against the strongest competitor of the target at the iterate.
+                z_t, z_other = _scores.true_and_other(scores, target)
+                return z_t - z_other
             n = tf.shape(scores)[-1]
-            f = tf.reduce_sum((tf.one_hot(target, n) - tf.one_hot(true, n)) * scores, axis=-1)
-            return f
+            return tf.reduce_sum((tf.one_hot(target, n) - tf.one_hot(true, n)) * scores, axis=-1)
 
         if random_start:
             radius = best_norm if epsilon is None else tf.minimum(best_norm, epsilon)

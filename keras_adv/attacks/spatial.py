@@ -175,7 +175,7 @@ class SpatialTransformation(Attack):
             idx = tf.stack([j, tf.range(batch)], axis=1)
             c_obj = tf.gather_nd(obj, idx)
             c_ok = tf.gather_nd(ok, idx)
-            c_x = tf.gather(cand, j * batch + tf.range(batch))
+            c_x = tf.ensure_shape(tf.gather(cand, j * batch + tf.range(batch)), x.shape)
             better = self._better(c_obj, c_ok, best_obj, best_ok)
             return (
                 i + 1,

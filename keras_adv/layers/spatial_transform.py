@@ -78,7 +78,7 @@ def _bilinear(images, src_x, src_y, fill_value):
         + gather(y0i + 1, x0i) * (wy1 * wx0)[..., None]
         + gather(y0i + 1, x0i + 1) * (wy1 * wx1)[..., None]
     )
-    return tf.cast(out + fill_value, dtype)
+    return tf.ensure_shape(tf.cast(out + fill_value, dtype), images.shape)
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
