@@ -182,7 +182,7 @@ def main():
         cw_rows[label] = (xa, speed)
     art_cw = CarliniL2Method(clf, max_iter=cw_steps, binary_search_steps=cw_bss, batch_size=n_cw, verbose=False)
     art_cw.generate(x[:2], y=y[:2])
-    cw_rows["ART CarliniL2Method (defaults, lr 0.01)"] = timed(lambda: art_cw.generate(x, y=y), n)
+    cw_rows["ART CarliniL2Method (defaults, lr 0.01)"] = timed(lambda: art_cw.generate(x, y=y), n_cw)
     try:
         from cleverhans.tf2.attacks.carlini_wagner_l2 import CarliniWagnerL2 as ChCW
 
@@ -203,7 +203,7 @@ def main():
                           max_iterations=cw_steps, clip_min=0.0, clip_max=1.0)
             attack.optimizer = _Keras3Adam(attack.learning_rate)
             return np.asarray(attack.attack(tf.constant(x)))
-        cw_rows["cleverhans carlini_wagner_l2 (defaults, lr 0.005)"] = timed(ch, n)
+        cw_rows["cleverhans carlini_wagner_l2 (defaults, lr 0.005)"] = timed(ch, n_cw)
     except Exception as e:  # pragma: no cover - reported, not hidden
         emit(f"(cleverhans C&W failed: {type(e).__name__}: {e})")
     cw_stats = {}
