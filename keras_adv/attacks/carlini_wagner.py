@@ -47,7 +47,9 @@ class CarliniWagnerL2(Attack):
         steps: Adam steps per binary-search round.
         binary_search_steps: rounds of the binary search over `c`.
         initial_const: the first `c`.
-        learning_rate: Adam's learning rate on `w`.
+        learning_rate: Adam's learning rate on `w` (default 0.05: the paper's
+            0.01 assumes thousands of steps; with ~100 steps it stalls short of
+            the boundary).
         abort_early: stop a round once the objective stops improving
             (checked every `steps // 10` steps), as in the original code.
         **kwargs: `bounds`, `targeted`, `seed`, `name` (see
@@ -64,7 +66,7 @@ class CarliniWagnerL2(Attack):
         steps: int = 100,
         binary_search_steps: int = 5,
         initial_const: float = 1e-2,
-        learning_rate: float = 1e-2,
+        learning_rate: float = 5e-2,
         abort_early: bool = True,
         **kwargs,
     ):

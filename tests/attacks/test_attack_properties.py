@@ -288,3 +288,12 @@ def test_l1_pgd_budget_sparsity_and_strength(digits_cnn):
     assert np.abs(x_adv - x).reshape(len(x), -1).sum(1).max() <= eps * (1 + 1e-5)
     assert 0.0 <= x_adv.min() and x_adv.max() <= 1.0
     assert accuracy(model, x_adv, y) <= 0.5
+
+
+def test_generate_runs_new_attacks_over_numpy_batches(digits_cnn):
+    model, x, y, _ = digits_cnn
+    attack = A.Square(0.2, queries=30, seed=3)
+    out = attack.generate(model, x[:20], y[:20], batch_size=8, verbose=0)
+    assert isinstance(out, np.ndarray) and out.shape == x[:20].shape
+    assert np.abs(out - x[:20]).max() <= 0.2 + 1e-6
+    np.testing.assert_array_equal(out, A.Square(0.2, queries=30, seed=3).generate(model, x[:20], y[:20], batch_size=8, verbose=0))
