@@ -80,3 +80,15 @@ def test_top_level_exports():
     assert keras_adv.layers.SpatialTransform is not None
     for name in ("CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack"):
         assert name in A.__all__
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_runs_eagerly_too(name, digits_cnn):
+    import tensorflow as tf
+
+    model, x, y, _ = digits_cnn
+    factory, eps, norm = TABLE[name]
+    x_adv = factory(eps)(model, x[:4], y[:4], seed=tf.constant([5, 6])).numpy()
+    assert x_adv.shape == x[:4].shape
+    assert norms.get(norm).distance(x_adv, x[:4]).numpy().max() <= eps * (1 + 1e-5) + 1e-6
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
