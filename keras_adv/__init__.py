@@ -4,11 +4,9 @@ Wrap any Keras model in `keras_adv.AdversarialModel` and `fit` trains it on
 clean and adversarial examples crafted on the fly.
 """
 
-from keras_adv import attacks, datasets, losses, metrics, norms
-from keras_adv import detection, evaluation, models
+from keras_adv import attacks, callbacks, datasets, detection, evaluation, layers, losses, metrics, models, norms
 from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
-from keras_adv import callbacks  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -20,6 +18,7 @@ __all__ = [
     "detection",
     "evaluate_robustness",
     "evaluation",
+    "layers",
     "losses",
     "metrics",
     "models",

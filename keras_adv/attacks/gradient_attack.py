@@ -12,6 +12,7 @@ from typing import Optional
 import tensorflow as tf
 
 from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.norms import L1
 
 __all__ = ["GradientAttack"]
 
@@ -90,6 +91,12 @@ class GradientAttack(Attack):
 
         def body(i, x_adv):
             grad, _, _ = self.input_gradient(model, x_adv, y, loss_fn)
+            if isinstance(self.norm, L1):
+                # Sparse L1 steps move few coordinates: never spend them on pixels
+                # already at a bound and pushed outwards (the step would be clipped away).
+                lo, hi = self.bounds
+                stuck = ((x_adv <= lo) & (grad < 0)) | ((x_adv >= hi) & (grad > 0))
+                grad = tf.where(stuck, tf.zeros_like(grad), grad)
             x_adv = x_adv + step_size * self.norm.normalize(grad)
             return i + 1, self.enforce_budget(x, x_adv, epsilon)
 
