@@ -12,7 +12,6 @@ from typing import Optional
 import tensorflow as tf
 
 from keras_adv.attacks.attack import Attack, _check_number
-from keras_adv.norms import L1
 
 __all__ = ["GradientAttack"]
 
@@ -91,13 +90,7 @@ class GradientAttack(Attack):
 
         def body(i, x_adv):
             grad, _, _ = self.input_gradient(model, x_adv, y, loss_fn)
-            if isinstance(self.norm, L1):
-                # Sparse L1 steps move few coordinates: never spend them on pixels
-                # already at a bound and pushed outwards (the step would be clipped away).
-                lo, hi = self.bounds
-                stuck = ((x_adv <= lo) & (grad < 0)) | ((x_adv >= hi) & (grad > 0))
-                grad = tf.where(stuck, tf.zeros_like(grad), grad)
-            x_adv = x_adv + step_size * self.norm.normalize(grad)
+            x_adv = x_adv + step_size * self.norm.ascent_direction(grad, x_adv, self.bounds)
             return i + 1, self.enforce_budget(x, x_adv, epsilon)
 
         _, x_adv = tf.while_loop(lambda i, _: i < self.steps, body, (tf.constant(0), x0))
