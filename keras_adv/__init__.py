@@ -4,8 +4,9 @@ Wrap any Keras model in `keras_adv.AdversarialModel` and `fit` trains it on
 clean and adversarial examples crafted on the fly.
 """
 
-from keras_adv import attacks, datasets, losses, metrics, norms
-from keras_adv import augmentation, callbacks, layers
+from keras_adv import attacks, callbacks, datasets, detection, evaluation, layers, losses, metrics, models, norms
+from keras_adv import augmentation
+from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
 from keras_adv.models import FreeAdversarialModel
 
@@ -14,13 +15,17 @@ __version__ = "0.1.0"
 __all__ = [
     "AdversarialModel",
     "FreeAdversarialModel",
+    "attacks",
     "augmentation",
     "callbacks",
-    "layers",
-    "attacks",
     "datasets",
+    "detection",
+    "evaluate_robustness",
+    "evaluation",
+    "layers",
     "losses",
     "metrics",
+    "models",
     "norms",
     "objectives",
     "__version__",

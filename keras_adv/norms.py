@@ -48,6 +48,10 @@ class Norm:
         """Projects `delta` onto the ball of radius `epsilon` (per example)."""
         raise NotImplementedError
 
+    def ascent_direction(self, g: tf.Tensor, x: tf.Tensor, bounds) -> tf.Tensor:
+        """The step direction at `x` inside the box `bounds`; by default `normalize(g)`."""
+        return self.normalize(g)
+
     def random_start(self, shape, epsilon, seed, dtype=tf.float32) -> tf.Tensor:
         """A random perturbation inside the ball. `seed` is a stateless seed (2,)."""
         raise NotImplementedError
@@ -154,6 +158,13 @@ class L1(Norm):
         count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
         step = tf.sign(flat) * mask / count
         return tf.reshape(step, tf.shape(g))
+
+    def ascent_direction(self, g, x, bounds):
+        # Sparse steps move few coordinates: never spend them on coordinates
+        # already at a bound and pushed outwards (clipping would undo the step).
+        lo, hi = bounds
+        stuck = ((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0))
+        return self.normalize(tf.where(stuck, tf.zeros_like(g), g))
 
     def project(self, delta, epsilon):
         epsilon = tf.cast(epsilon, delta.dtype)

@@ -31,3 +31,21 @@ def linear_model(weights, bias, input_shape):
     model = keras.Model(inputs, out)
     dense.set_weights([w, np.asarray(bias, "float32")])
     return model
+
+
+def run_in_fresh_process(code: str, timeout: int = 300) -> str:
+    """Runs `code` in a new Python process (fresh TF/Keras state); returns its stdout."""
+    import subprocess
+    import sys
+    import textwrap
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=root,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"fresh process failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout

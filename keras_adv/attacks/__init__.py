@@ -4,8 +4,17 @@ from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.fgsm import FGSM
 from keras_adv.attacks.gradient_attack import GradientAttack
 from keras_adv.attacks.pgd import PGD
+from keras_adv.attacks.carlini_wagner import CarliniWagnerL2
+from keras_adv.attacks.spatial import SpatialTransformation
+from keras_adv.attacks.apgd import APGD
+from keras_adv.attacks.square import Square
+from keras_adv.attacks.fab import FAB
+from keras_adv.attacks.autoattack import AutoAttack
 
-__all__ = ["Attack", "GradientAttack", "FGSM", "PGD", "get"]
+__all__ = [
+    "Attack", "GradientAttack", "FGSM", "PGD", "get",
+    "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
+]
 
 
 def get(identifier):

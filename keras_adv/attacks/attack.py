@@ -15,6 +15,7 @@ A concrete attack implements `perturb(model, x, y, epsilon, seed)` only.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import keras
@@ -115,6 +116,7 @@ class Attack:
         self.check_inputs = bool(check_inputs)
         self.name = name or type(self).__name__
         self._seed_generator = None
+        self._generate_fns = None
 
     # ------------------------------------------------------------------ call
     def __call__(self, model, x, y, *, epsilon=None, seed=None, loss=None):
@@ -290,10 +292,7 @@ class Attack:
             dataset = tf.data.Dataset.from_tensor_slices((x_np, y_np)).batch(batch_size)
             steps = int(math.ceil(len(x_np) / batch_size))
         seed_gen = keras.random.SeedGenerator(self.seed)
-
-        @tf.function(reduce_retracing=True)
-        def step(xb, yb, seed):
-            return self(model, xb, yb, seed=seed)
+        step = self._generate_function(model)
 
         bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
         outputs = []
@@ -307,6 +306,19 @@ class Attack:
         if not outputs:
             raise ValueError("`data` is empty.")
         return np.concatenate(outputs, axis=0)
+
+    def _generate_function(self, model):
+        """One traced attack function per model, reused across `generate` calls."""
+        if self._generate_fns is None:
+            self._generate_fns = weakref.WeakKeyDictionary()
+        fn = self._generate_fns.get(model)
+        if fn is None:
+            def step(xb, yb, seed):
+                return self(model, xb, yb, seed=seed)
+
+            fn = tf.function(step, reduce_retracing=True)
+            self._generate_fns[model] = fn
+        return fn
 
     # ------------------------------------------------------ serialization
     def get_config(self) -> dict:

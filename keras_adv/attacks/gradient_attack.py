@@ -90,7 +90,7 @@ class GradientAttack(Attack):
 
         def body(i, x_adv):
             grad, _, _ = self.input_gradient(model, x_adv, y, loss_fn)
-            x_adv = x_adv + step_size * self.norm.normalize(grad)
+            x_adv = x_adv + step_size * self.norm.ascent_direction(grad, x_adv, self.bounds)
             return i + 1, self.enforce_budget(x, x_adv, epsilon)
 
         _, x_adv = tf.while_loop(lambda i, _: i < self.steps, body, (tf.constant(0), x0))

@@ -1,7 +1,7 @@
-"""Training callbacks: ε / λ schedules and the catastrophic-overfitting guard.
+"""Keras callbacks for adversarial training.
 
-All of them change `model.epsilon` / `model.adv_weight`, which are variables
-read inside the compiled train step, so schedules never cause a retrace.
+The ε / λ schedules change `model.epsilon` / `model.adv_weight`, which are
+variables read inside the compiled train step, so they never cause a retrace.
 """
 
 from keras_adv.callbacks.overfitting_guard import CatastrophicOverfittingGuard
@@ -11,8 +11,10 @@ from keras_adv.callbacks.schedules import (
     EpsilonRamp,
     EpsilonSchedule,
 )
+from keras_adv.callbacks.tensorboard import AdversarialImages
 
 __all__ = [
+    "AdversarialImages",
     "AdvWeightSchedule",
     "CatastrophicOverfittingGuard",
     "DelayedStart",

@@ -1,0 +1,88 @@
+"""Class-score helpers shared by score-based attacks (C&W, APGD-DLR, Square, FAB).
+
+All functions work on *log-probabilities* obtained from the model outputs with
+`keras_adv.losses.to_log_probs` (logits or probabilities, auto-detected). Logit
+differences are unchanged by that shift, so margins equal the logit margins.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_adv import losses as losses_lib
+from keras_adv.attacks.attack import _single_output
+
+_BIG = 1e9
+
+
+def class_scores(outputs, attack_name: str) -> tf.Tensor:
+    """Checks that `outputs` are per-class scores (batch, classes ≥ 2); returns log-probabilities."""
+    outputs = _single_output(outputs)
+    shape = outputs.shape
+    if shape.rank is not None and (shape.rank != 2 or (shape[-1] is not None and shape[-1] < 2)):
+        raise ValueError(
+            f"{attack_name} needs a model that outputs class scores of shape "
+            f"(batch, classes) with at least 2 classes (logits or probabilities); "
+            f"the model output has shape {shape}. Single-unit (binary) or "
+            "unbatched outputs carry no per-class scores: output one score per class."
+        )
+    return losses_lib.to_log_probs(outputs)
+
+
+def label_indices(y) -> tf.Tensor:
+    return losses_lib.label_class(y)
+
+
+def true_and_other(scores, labels):
+    """(z_y, max_{j≠y} z_j) per example."""
+    num_classes = tf.shape(scores)[-1]
+    onehot = tf.one_hot(labels, num_classes, dtype=scores.dtype)
+    z_y = tf.reduce_sum(onehot * scores, axis=-1)
+    z_other = tf.reduce_max(scores - onehot * _BIG, axis=-1)
+    return z_y, z_other
+
+
+def margin(scores, labels):
+    """z_y − max_{j≠y} z_j: positive while `labels` wins."""
+    z_y, z_other = true_and_other(scores, labels)
+    return z_y - z_other
+
+
+def dlr(scores, labels):
+    """Difference of Logits Ratio loss (Croce & Hein 2020), to maximise.
+
+    `−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3)`, with π the scores sorted in
+    decreasing order. Shift- and scale-invariant.
+    """
+    top = tf.math.top_k(scores, k=3).values
+    return -margin(scores, labels) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def dlr_targeted(scores, labels, targets):
+    """Targeted DLR (Croce & Hein 2020), to maximise: `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2)`."""
+    num_classes = tf.shape(scores)[-1]
+    z_y = tf.reduce_sum(tf.one_hot(labels, num_classes, dtype=scores.dtype) * scores, axis=-1)
+    z_t = tf.reduce_sum(tf.one_hot(targets, num_classes, dtype=scores.dtype) * scores, axis=-1)
+    top = tf.math.top_k(scores, k=4).values
+    return -(z_y - z_t) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+
+
+def batch_mask(mask, x):
+    """Reshapes a (batch,) mask to broadcast against `x`."""
+    return tf.reshape(mask, [-1] + [1] * (len(x.shape) - 1))
+
+
+def input_gradient_of(fn, x, attack_name: str):
+    """`(value, grad)`: `fn(x)` returns `(batch,)` (or a tuple whose first item is) to differentiate summed."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = fn(x)
+        total = tf.reduce_sum(value[0] if isinstance(value, tuple) else value)
+    grad = tape.gradient(total, x)
+    if grad is None:
+        raise ValueError(
+            f"{attack_name}: the model has no gradient with respect to its input `x` "
+            "(a non-differentiable op such as rounding, argmax or stop_gradient lies "
+            "between input and output). Use the gradient-free keras_adv.attacks.Square."
+        )
+    return value, grad

@@ -1,0 +1,149 @@
+"""AutoAttack: an ensemble of parameter-free attacks for reliable robustness evaluation."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_adv.attacks.apgd import APGD
+from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.fab import FAB
+from keras_adv.attacks.square import Square
+
+__all__ = ["AutoAttack"]
+
+_MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr")
+
+
+@keras.saving.register_keras_serializable(package="keras_adv")
+class AutoAttack(Attack):
+    """AutoAttack (Croce & Hein 2020, "Reliable evaluation of adversarial
+    robustness with an ensemble of diverse parameter-free attacks").
+    Norms: L∞ and L2.
+
+    Runs its member attacks in sequence, each only on the points that every
+    earlier member failed to misclassify (still classified correctly); a
+    point counts as broken as soon as one member succeeds, and the
+    adversarial example of that member is kept. The result always satisfies
+    the budget and bounds (enforced by the base class after every member and
+    again at the end).
+
+    `version="standard"` runs APGD-CE (100 steps), APGD-T (targeted DLR, 9
+    target classes, 100 steps), FAB-T (9 target classes, 100 steps) and
+    Square (5000 queries), as in the paper. `attacks=[...]` picks a custom
+    selection among `"apgd-ce"`, `"apgd-dlr"`, `"apgd-t"`, `"fab-t"`,
+    `"square"`, or passes attack instances (their ε is overridden by the
+    AutoAttack's).
+
+    Example:
+
+    ```python
+    attack = keras_adv.attacks.AutoAttack(epsilon=8 / 255, norm="linf")
+    x_adv = attack(model, x, y)
+    quick = keras_adv.attacks.AutoAttack(epsilon=0.3, attacks=["apgd-ce", "apgd-t"])
+    ```
+
+    Args:
+        epsilon: budget ε.
+        norm: `"linf"` (default) or `"l2"`.
+        version: `"standard"` (the only preset).
+        attacks: optional custom selection (names or `Attack` instances).
+        steps: iterations of the APGD and FAB members.
+        queries: queries of the Square member.
+        n_target_classes: target classes of APGD-T and FAB-T.
+        **kwargs: `bounds`, `seed`, `name` (see `keras_adv.attacks.Attack`).
+    """
+
+    def __init__(
+        self,
+        epsilon: float,
+        *,
+        norm="linf",
+        version: str = "standard",
+        attacks: Optional[Sequence] = None,
+        steps: int = 100,
+        queries: int = 5000,
+        n_target_classes: int = 9,
+        **kwargs,
+    ):
+        if kwargs.get("targeted"):
+            raise ValueError("AutoAttack is untargeted: `y` must be the true labels (targeted=False).")
+        super().__init__(epsilon=epsilon, norm=norm, **kwargs)
+        if self.norm.name not in ("linf", "l2"):
+            raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {self.norm.name!r}.")
+        if version != "standard":
+            raise ValueError(f"`version` must be 'standard', got {version!r}.")
+        self.version = version
+        self.steps = _check_number("steps", steps, minimum=1, integer=True)
+        self.queries = _check_number("queries", queries, minimum=1, integer=True)
+        self.n_target_classes = _check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
+        if attacks is None:
+            attacks = ["apgd-ce", "apgd-t", "fab-t", "square"]
+        if isinstance(attacks, (str, Attack)) or not len(attacks):
+            raise ValueError(f"`attacks` must be a non-empty list of names {_MEMBERS} or Attack instances, got {attacks!r}.")
+        self.attacks = [self._member(a) for a in attacks]
+
+    def _member(self, spec):
+        if isinstance(spec, dict):
+            spec = keras.saving.deserialize_keras_object(spec)
+        if isinstance(spec, Attack):
+            if spec.targeted:
+                raise ValueError(f"AutoAttack members must be untargeted, got {spec!r}.")
+            return spec
+        if not isinstance(spec, str) or spec.lower() not in _MEMBERS:
+            raise ValueError(f"Unknown AutoAttack member {spec!r}; expected one of {_MEMBERS} or an Attack.")
+        common = dict(norm=self.norm.name, bounds=self.bounds, seed=self.seed, check_inputs=False)
+        spec = spec.lower()
+        if spec == "apgd-ce":
+            return APGD(self.epsilon, loss="ce", steps=self.steps, name="apgd-ce", **common)
+        if spec == "apgd-dlr":
+            return APGD(self.epsilon, loss="dlr", steps=self.steps, name="apgd-dlr", **common)
+        if spec == "apgd-t":
+            return APGD(self.epsilon, loss="dlr", steps=self.steps, n_target_classes=self.n_target_classes,
+                        name="apgd-t", **common)
+        if spec == "fab-t":
+            return FAB(self.epsilon, steps=self.steps, n_target_classes=self.n_target_classes, name="fab-t", **common)
+        return Square(self.epsilon, queries=self.queries, name="square", **common)
+
+    def perturb(self, model, x, y, epsilon, seed, loss_fn):
+        seeds = tf.random.experimental.stateless_split(seed, len(self.attacks))
+        outputs = model(x, training=False)
+        robust = ~self.is_successful(outputs, y)  # correctly classified points
+        x_adv = x
+        for i, member in enumerate(self.attacks):
+            idx = tf.where(robust)[:, 0]
+
+            def run(idx=idx, member=member, s=seeds[i]):
+                xs = tf.gather(x, idx)
+                ys = tf.gather(y, idx)
+                cand = member(model, xs, ys, epsilon=epsilon, seed=s)
+                ok = member.is_successful(model(cand, training=False), ys)
+                return cand, ok
+
+            def skip():
+                return tf.zeros_like(tf.gather(x, idx)), tf.zeros_like(idx, dtype=tf.bool)
+
+            cand, ok = tf.cond(tf.size(idx) > 0, run, skip)
+            hit = tf.boolean_mask(idx, ok)[:, None]
+            x_adv = tf.tensor_scatter_nd_update(x_adv, hit, tf.boolean_mask(cand, ok))
+            robust = tf.tensor_scatter_nd_update(robust, hit, tf.zeros_like(hit[:, 0], dtype=tf.bool))
+        return x_adv
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("targeted", "loss"):
+            config.pop(key)
+        config.update(
+            version=self.version,
+            attacks=[keras.saving.serialize_keras_object(a) for a in self.attacks],
+            steps=self.steps,
+            queries=self.queries,
+            n_target_classes=self.n_target_classes,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

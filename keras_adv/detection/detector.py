@@ -1,0 +1,206 @@
+"""Adversarial-input detection on intermediate features, and rejection at inference.
+
+Metzen et al. 2017, "On Detecting Adversarial Perturbations": a small
+detector network reads the classifier's hidden features and outputs the
+logit of "this input is adversarial". Carlini & Wagner 2017 ("Adversarial
+Examples Are Not Easily Detected") showed that such detectors fall to an
+attacker who knows them, so `evaluate_detection` always reports an adaptive
+attack beside the non-adaptive one.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_adv import losses as losses_lib
+from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.evaluation import _common
+
+__all__ = ["build_detector", "train_detector", "RejectingModel", "adaptive_loss"]
+
+
+def _feature_model(classifier: keras.Model, feature_layer):
+    if feature_layer is None:
+        layers = [l for l in classifier.layers if not isinstance(l, keras.layers.InputLayer)]
+        if len(layers) < 2:
+            raise ValueError("`classifier` needs a hidden layer to read features from; pass `feature_layer`.")
+        feature_layer = layers[-2].name  # the penultimate layer
+    if feature_layer == "input":
+        return None
+    try:
+        layer = classifier.get_layer(feature_layer)
+    except ValueError:
+        raise ValueError(
+            f"`feature_layer`: the classifier has no layer {feature_layer!r}; layers: "
+            f"{[l.name for l in classifier.layers]}."
+        ) from None
+    try:
+        return keras.Model(classifier.inputs, layer.output, name="detector_features")
+    except Exception as e:  # subclassed models have no symbolic graph
+        raise ValueError(
+            "`classifier` must be a functional or Sequential model to read intermediate features "
+            f"(or pass feature_layer='input'): {e}"
+        ) from None
+
+
+def build_detector(classifier: keras.Model, *, feature_layer: Optional[str] = None, hidden: int = 64,
+                   name: str = "detector") -> keras.Model:
+    """A detector model `x -> logit(adversarial)` on `classifier`'s hidden features.
+
+    Args:
+        classifier: the functional or Sequential classifier to protect.
+        feature_layer: name of the layer whose output the detector reads;
+            default the penultimate layer; `"input"` reads the raw input.
+        hidden: width of the detector's hidden layer.
+    """
+    hidden = _check_number("hidden", hidden, minimum=1, integer=True)
+    features = _feature_model(classifier, feature_layer)
+    inputs = keras.Input(classifier.input_shape[1:], name="x")
+    h = inputs if features is None else features(inputs)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(hidden, activation="relu", name="detector_hidden")(h)
+    out = keras.layers.Dense(1, name="detector_logit")(h)
+    return keras.Model(inputs, out, name=name)
+
+
+def train_detector(classifier: keras.Model, attack: Attack, x, y=None, *, feature_layer: Optional[str] = None,
+                   hidden: int = 64, epochs: int = 20, batch_size: int = 64, learning_rate: float = 1e-3,
+                   seed: int = 0, verbose=0) -> keras.Model:
+    """Trains a Metzen-style detector to tell `attack`'s examples from clean ones.
+
+    The classifier's weights are frozen (only the detector head learns);
+    adversarial examples are crafted once against the classifier (a static
+    adversary).
+
+    Returns:
+        The detector, a `keras.Model` mapping inputs to the logit of
+        "adversarial" (positive: flagged at threshold 0).
+    """
+    if not isinstance(attack, Attack):
+        raise TypeError(f"`attack` must be a keras_adv.attacks.Attack, got {type(attack).__name__}.")
+    x, y_raw = _common.to_numpy(x, y)
+    x_adv = _common.run_attack(attack, classifier, x, y_raw, batch_size=256, seed=seed)
+    detector = build_detector(classifier, feature_layer=feature_layer, hidden=hidden)
+    xs = np.concatenate([x, x_adv])
+    labels = np.concatenate([np.zeros(len(x)), np.ones(len(x_adv))]).astype("float32")[:, None]
+    trainable = {id(l): l.trainable for l in classifier.layers}
+    for l in classifier.layers:
+        l.trainable = False
+    try:
+        detector.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                         loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                         metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
+        rng = np.random.default_rng(seed)
+        idx = rng.permutation(len(xs))
+        detector.fit(xs[idx], labels[idx], epochs=epochs, batch_size=batch_size, verbose=verbose)
+    finally:
+        for l in classifier.layers:
+            l.trainable = trainable[id(l)]
+    return detector
+
+
+@keras.saving.register_keras_serializable(package="keras_adv")
+class RejectingModel(keras.Model):
+    """A classifier that rejects inputs its detector flags: `K + 1` outputs, the last one "rejected".
+
+    Outputs logits `[z_1, …, z_K, max_k z_k + (d(x) − threshold)]` where
+    `z` are the classifier's logits and `d(x)` the detector's logit. The
+    arg-max is the extra class `K` exactly when `d(x) > threshold`, and the
+    outputs stay differentiable, so an adaptive attacker can attack the whole
+    system (Carlini & Wagner 2017).
+
+    Example:
+
+    ```python
+    detector = keras_adv.detection.train_detector(clf, keras_adv.attacks.PGD(0.2), x, y)
+    guarded = keras_adv.detection.RejectingModel(clf, detector)
+    guarded.calibrate(x_clean, false_positive_rate=0.05)
+    pred, rejected = guarded.predict_with_rejection(x_new)
+    ```
+
+    Args:
+        classifier: the classifier (must output logits or probabilities over K classes).
+        detector: a model `x -> logit(adversarial)`, e.g. from `train_detector`.
+        threshold: detector logit above which an input is rejected.
+    """
+
+    def __init__(self, classifier: keras.Model, detector: keras.Model, threshold: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.detector = detector
+        self._threshold = self.add_weight(shape=(), initializer=keras.initializers.Constant(float(threshold)),
+                                          trainable=False, name="threshold")
+
+    @property
+    def threshold(self) -> float:
+        return float(self._threshold.numpy())
+
+    @threshold.setter
+    def threshold(self, value):
+        self._threshold.assign(_check_number("threshold", value))
+
+    def call(self, x, training=False):
+        z = self.classifier(x, training=training)
+        z = tf.cast(z, tf.float32)
+        probs = tf.reduce_all(z >= 0) & tf.reduce_all(tf.abs(tf.reduce_sum(z, -1) - 1.0) < 1e-3)
+        z = tf.where(probs, tf.math.log(tf.clip_by_value(z, 1e-12, 1.0)), z)  # logits either way
+        d = tf.cast(self.detector(x, training=training), tf.float32)
+        reject = tf.reduce_max(z, axis=-1, keepdims=True) + (d - self._threshold)
+        return tf.concat([z, reject], axis=-1)
+
+    @property
+    def reject_index(self) -> int:
+        return int(self.classifier.output_shape[-1])
+
+    def detector_scores(self, x, batch_size: int = 256) -> np.ndarray:
+        """The detector's logits on `x` (higher = more likely adversarial)."""
+        return _common.predict(self.detector, np.asarray(x, np.float32), batch_size)[:, 0]
+
+    def calibrate(self, x_clean, false_positive_rate: float = 0.05, batch_size: int = 256) -> float:
+        """Sets the threshold so that `false_positive_rate` of `x_clean` is rejected; returns it."""
+        fpr = _check_number("false_positive_rate", false_positive_rate, minimum=0.0)
+        if fpr >= 1:
+            raise ValueError(f"`false_positive_rate` must be < 1, got {false_positive_rate}.")
+        s = self.detector_scores(x_clean, batch_size)
+        self.threshold = float(np.quantile(s, 1.0 - fpr))
+        return self.threshold
+
+    def predict_with_rejection(self, x, batch_size: int = 256):
+        """`(predicted class, rejected)` numpy arrays; the class is the classifier's even when rejected."""
+        out = _common.predict(self, np.asarray(x, np.float32), batch_size)
+        return out[:, :-1].argmax(-1), out.argmax(-1) == out.shape[-1] - 1
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "detector": keras.saving.serialize_keras_object(self.detector),
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        config["detector"] = keras.saving.deserialize_keras_object(config["detector"])
+        return cls(**config)
+
+
+def adaptive_loss(y_true, outputs):
+    """Per-example loss for attacking a `RejectingModel` (Carlini & Wagner 2017).
+
+    On its `K + 1` logits, `max_{k ∉ {y, reject}} z_k − max(z_y, z_reject)`:
+    positive exactly when the input is misclassified *and* not rejected, so
+    maximising it fools classifier and detector at once.
+    """
+    outputs = tf.cast(outputs, tf.float32)
+    k1 = tf.shape(outputs)[-1]
+    y = losses_lib.label_class(y_true)
+    blocked = tf.one_hot(y, k1) + tf.one_hot(tf.fill(tf.shape(y), k1 - 1), k1)
+    other = tf.reduce_max(outputs - 1e9 * blocked, axis=-1)
+    guard = tf.reduce_max(outputs - 1e9 * (1.0 - blocked), axis=-1)
+    return other - guard

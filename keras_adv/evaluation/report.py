@@ -1,0 +1,401 @@
+"""`RobustnessReport`: the result of `evaluate_robustness`, as a table, JSON and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["AttackResult", "RobustnessReport", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = "keras_adv.robustness_report/1"
+
+
+@dataclass
+class AttackResult:
+    """Per-example outcomes of one attack at each ε (arrays indexed like the data)."""
+
+    name: str
+    attack: Any
+    epsilons: List[float] = field(default_factory=list)
+    correct: List[np.ndarray] = field(default_factory=list)
+    p_true: List[np.ndarray] = field(default_factory=list)
+    perturbation: List[np.ndarray] = field(default_factory=list)
+    examples: List[np.ndarray] = field(default_factory=list)
+    example_predictions: List[np.ndarray] = field(default_factory=list)
+
+    def add(self, *, epsilon, correct, p_true, perturbation, examples, example_predictions=None):
+        self.epsilons.append(float(epsilon))
+        self.correct.append(np.asarray(correct, bool))
+        self.p_true.append(np.asarray(p_true, np.float64))
+        self.perturbation.append(np.asarray(perturbation, np.float64))
+        self.examples.append(np.asarray(examples))
+        self.example_predictions.append(None if example_predictions is None else np.asarray(example_predictions))
+
+    def accuracy(self, epsilon: float) -> float:
+        return float(self.correct[self._index(epsilon)].mean())
+
+    def _index(self, epsilon):
+        for i, e in enumerate(self.epsilons):
+            if math.isclose(e, epsilon, rel_tol=1e-9, abs_tol=1e-12):
+                return i
+        raise KeyError(f"attack {self.name!r} was not run at epsilon={epsilon}; ran at {self.epsilons}.")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return repr(obj)
+
+
+class RobustnessReport:
+    """What `keras_adv.evaluate_robustness` measured.
+
+    Attributes:
+        clean_accuracy: accuracy on clean inputs.
+        epsilons: every ε any attack was run at, sorted.
+        results: `{attack name: AttackResult}` with per-example outcomes.
+        warnings: gradient-masking diagnostics
+            (`keras_adv.evaluation.MaskingWarning`); empty when none fired.
+
+    Methods: `robust_accuracy(attack, ε)`, `worst_case_accuracy(ε)`,
+    `robustness_margin(attack, ε)`, `per_class()`, `minimal_perturbation()`,
+    `to_dict()` (schema in docs/evaluation.md), `str(report)`, `plot(path)`,
+    `plot_examples(path)`.
+    """
+
+    def __init__(self, *, labels, num_classes, norm, bounds, clean_correct, p_true_clean, results,
+                 minimal=None, clean_examples=None, tolerance=0.05, warnings=None):
+        self.labels = np.asarray(labels)
+        self.num_classes = int(num_classes)
+        self.norm = norm
+        self.bounds = tuple(float(b) for b in bounds)
+        self.clean_correct = np.asarray(clean_correct, bool)
+        self.p_true_clean = np.asarray(p_true_clean, np.float64)
+        self.results: Dict[str, AttackResult] = dict(results)
+        self.minimal = minimal
+        self.clean_examples = clean_examples
+        self.tolerance = tolerance
+        self.warnings = list(warnings or [])
+
+    # ------------------------------------------------------------ numbers
+    @property
+    def num_examples(self) -> int:
+        return int(len(self.labels))
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_correct.mean())
+
+    @property
+    def epsilons(self) -> List[float]:
+        return sorted({e for r in self.results.values() for e in r.epsilons})
+
+    def robust_accuracy(self, attack: str, epsilon: float) -> float:
+        """Fraction of examples still classified correctly after `attack` at `epsilon`."""
+        return self._result(attack).accuracy(epsilon)
+
+    def attack_success_rate(self, attack: str, epsilon: float) -> float:
+        """Among clean-correct examples, the fraction the attack broke."""
+        r = self._result(attack)
+        c = r.correct[r._index(epsilon)]
+        n = self.clean_correct.sum()
+        return float((self.clean_correct & ~c).sum() / n) if n else float("nan")
+
+    def robustness_margin(self, attack: str, epsilon: float) -> float:
+        """Mean drop of the true-class probability, clean → adversarial."""
+        r = self._result(attack)
+        return float((self.p_true_clean - r.p_true[r._index(epsilon)]).mean())
+
+    def mean_perturbation_norm(self, attack: str, epsilon: float) -> float:
+        r = self._result(attack)
+        return float(r.perturbation[r._index(epsilon)].mean())
+
+    def worst_case_correct(self, epsilon: float) -> np.ndarray:
+        """Per example: robust against *every* attack run at `epsilon` (and correct when clean)."""
+        ok = self.clean_correct.copy()
+        found = False
+        for r in self.results.values():
+            try:
+                ok &= r.correct[r._index(epsilon)]
+                found = True
+            except KeyError:
+                continue
+        if not found:
+            raise KeyError(f"no attack was run at epsilon={epsilon}; epsilons: {self.epsilons}.")
+        return ok
+
+    def worst_case_accuracy(self, epsilon: float) -> float:
+        return float(self.worst_case_correct(epsilon).mean())
+
+    def first_broken_epsilon(self) -> np.ndarray:
+        """Per example, the smallest ε of the grid at which the worst case breaks it.
+
+        0 for examples misclassified when clean; `inf` for examples no attack
+        broke at any ε of the grid.
+        """
+        out = np.full(self.num_examples, np.inf)
+        out[~self.clean_correct] = 0.0
+        for eps in reversed(self.epsilons):
+            broken = ~self.worst_case_correct(eps) & self.clean_correct
+            out[broken] = eps
+        return out
+
+    def minimal_perturbation(self) -> Dict[str, Any]:
+        """Empirical robustness: mean smallest breaking perturbation over clean-correct examples.
+
+        From the ε grid (an upper bound per example: the smallest grid ε that
+        broke it) and, when a minimal-perturbation attack was given, from the
+        sizes of its successful perturbations.
+        """
+        first = self.first_broken_epsilon()[self.clean_correct]
+        broken = first[np.isfinite(first)]
+        out = {
+            "grid": {
+                "mean": float(broken.mean()) if broken.size else None,
+                "median": float(np.median(broken)) if broken.size else None,
+                "unbroken_fraction": float(np.mean(~np.isfinite(first))) if first.size else None,
+            }
+        }
+        if self.minimal is not None:
+            sizes = self.minimal["sizes"][self.minimal["broken"]]
+            n_ok = self.clean_correct.sum()
+            out["attack"] = {
+                "name": self.minimal["name"],
+                "norm": self.minimal["norm"],
+                "mean": float(sizes.mean()) if sizes.size else None,
+                "median": float(np.median(sizes)) if sizes.size else None,
+                "success_rate": float(self.minimal["broken"].sum() / n_ok) if n_ok else None,
+            }
+        return out
+
+    def per_class(self) -> Dict[int, Dict[str, Any]]:
+        """Per class: count, clean accuracy, worst-case robust accuracy at each ε."""
+        out = {}
+        for c in range(self.num_classes):
+            m = self.labels == c
+            if not m.any():
+                continue
+            out[c] = {
+                "count": int(m.sum()),
+                "clean_accuracy": float(self.clean_correct[m].mean()),
+                "robust_accuracy": [float(self.worst_case_correct(e)[m].mean()) for e in self.epsilons],
+            }
+        return out
+
+    def _result(self, attack):
+        if attack not in self.results:
+            raise KeyError(f"no attack named {attack!r}; attacks: {list(self.results)}.")
+        return self.results[attack]
+
+    # ------------------------------------------------------------ output
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-able summary; the schema is documented in docs/evaluation.md."""
+        attacks = {}
+        for name, r in self.results.items():
+            try:
+                config = r.attack.get_config()
+            except Exception:  # pragma: no cover - a user attack without config
+                config = {}
+            attacks[name] = {
+                "class": type(r.attack).__name__,
+                "config": config,
+                "results": [
+                    {
+                        "epsilon": e,
+                        "robust_accuracy": self.robust_accuracy(name, e),
+                        "attack_success_rate": self.attack_success_rate(name, e),
+                        "robustness_margin": self.robustness_margin(name, e),
+                        "mean_perturbation_norm": self.mean_perturbation_norm(name, e),
+                    }
+                    for e in r.epsilons
+                ],
+            }
+        d = {
+            "schema": SCHEMA_VERSION,
+            "num_examples": self.num_examples,
+            "num_classes": self.num_classes,
+            "norm": self.norm,
+            "bounds": list(self.bounds),
+            "epsilons": self.epsilons,
+            "clean_accuracy": self.clean_accuracy,
+            "attacks": attacks,
+            "worst_case": [{"epsilon": e, "robust_accuracy": self.worst_case_accuracy(e)} for e in self.epsilons],
+            "per_class": {str(c): v for c, v in self.per_class().items()},
+            "minimal_perturbation": self.minimal_perturbation(),
+            "diagnostics": [w.to_dict() for w in self.warnings],
+        }
+        return _jsonable(d)
+
+    def to_json(self, path: Optional[str] = None, indent: int = 2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    def __str__(self) -> str:
+        eps = self.epsilons
+        names = list(self.results)
+        w0 = max([len(n) for n in names] + [len("worst case"), len("attack")]) + 2
+        head = "attack".ljust(w0) + "".join(f"ε={e:<8.4g}" for e in eps)
+        lines = [
+            f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds {self.bounds}",
+            f"clean accuracy: {self.clean_accuracy:.4f}",
+            "",
+            "robust accuracy",
+            head,
+            "-" * len(head),
+        ]
+        for n in names:
+            r = self.results[n]
+            cells = "".join(
+                f"{r.accuracy(e):<10.4f}" if e in r.epsilons else f"{'-':<10}" for e in eps
+            )
+            lines.append(n.ljust(w0) + cells)
+        lines.append("worst case".ljust(w0) + "".join(f"{self.worst_case_accuracy(e):<10.4f}" for e in eps))
+        lines.append("")
+        lines.append("robustness margin (mean drop of true-class probability)")
+        for n in names:
+            r = self.results[n]
+            lines.append(n.ljust(w0) + "".join(
+                f"{self.robustness_margin(n, e):<10.4f}" if e in r.epsilons else f"{'-':<10}" for e in eps))
+        mp = self.minimal_perturbation()
+        g = mp["grid"]
+        lines.append("")
+        if g["mean"] is not None:
+            lines.append(
+                f"minimal perturbation (ε grid): mean {g['mean']:.4g}, median {g['median']:.4g}; "
+                f"{g['unbroken_fraction']:.1%} of clean-correct examples unbroken at every ε"
+            )
+        else:
+            lines.append("minimal perturbation (ε grid): no example broken at any ε")
+        if "attack" in mp:
+            a = mp["attack"]
+            mean = "n/a" if a["mean"] is None else f"{a['mean']:.4g}"
+            rate = "n/a" if a["success_rate"] is None else f"{a['success_rate']:.1%}"
+            lines.append(f"minimal perturbation ({a['name']}, {a['norm']}): mean {mean}, success rate {rate}")
+        lines.append("")
+        lines.append("per class: clean / worst case at each ε")
+        for c, v in self.per_class().items():
+            lines.append(f"  class {c:<3} (n={v['count']:<4}) {v['clean_accuracy']:.3f} / "
+                         + " ".join(f"{a:.3f}" for a in v["robust_accuracy"]))
+        lines.append("")
+        if self.warnings:
+            lines.append(f"GRADIENT-MASKING WARNINGS ({len(self.warnings)}): these numbers may overstate robustness")
+            lines.extend(f"  [{w.check}] {w.message}" for w in self.warnings)
+        else:
+            lines.append("gradient-masking diagnostics: no warning")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def plot(self, path: Optional[str] = None, *, title: Optional[str] = None):
+        """Robust accuracy vs ε, one curve per attack plus the worst case; saved to `path` if given.
+
+        Returns the matplotlib figure.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, r in self.results.items():
+            order = np.argsort(r.epsilons)
+            e = [0.0] + [r.epsilons[i] for i in order]
+            a = [self.clean_accuracy] + [r.accuracy(r.epsilons[i]) for i in order]
+            ax.plot(e, a, marker="o", label=name)
+        e = [0.0] + self.epsilons
+        ax.plot(e, [self.clean_accuracy] + [self.worst_case_accuracy(x) for x in self.epsilons],
+                "k--", marker="s", label="worst case")
+        ax.set_xlabel(f"ε ({self.norm})")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(title or f"Robust accuracy vs ε (n={self.num_examples})")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+        return fig
+
+    def plot_examples(self, path: Optional[str] = None, *, epsilon: Optional[float] = None,
+                      attack: Optional[str] = None, num: int = 8):
+        """A grid of images: clean (with prediction-independent label), adversarial, perturbation.
+
+        Rows: clean inputs, adversarial inputs of `attack` (default: the first
+        attack) at `epsilon` (default: the largest), and the perturbation
+        `x_adv − x` (white = 0, red positive, blue negative). `epsilon`
+        defaults to the attack's own ε when it was run there. Needs image-shaped
+        inputs `(H, W)` or `(H, W, C)` with C in {1, 3}.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        if self.clean_examples is None or self.clean_examples.ndim not in (3, 4):
+            raise ValueError("plot_examples needs image inputs of shape (H, W) or (H, W, C).")
+        attack = attack or next(iter(self.results))
+        r = self._result(attack)
+        if epsilon is None:
+            own = getattr(r.attack, "epsilon", None)
+            epsilon = own if own is not None and own in r.epsilons else max(r.epsilons)
+        i = r._index(epsilon)
+        x = self.clean_examples[:num]
+        xa = r.examples[i][:num]
+        pred_ok = r.correct[i][:num]
+        lo, hi = self.bounds
+        n = len(x)
+        fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.3), squeeze=False)
+        delta = xa - x
+        scale = max(float(np.abs(delta).max()), 1e-12)
+        for j in range(n):
+            for row, (img, kw) in enumerate([
+                (x[j], dict(vmin=lo, vmax=hi)),
+                (xa[j], dict(vmin=lo, vmax=hi)),
+                (delta[j], dict(vmin=-scale, vmax=scale)),
+            ]):
+                img = np.asarray(img)
+                if img.ndim == 3 and img.shape[-1] == 1:
+                    img = img[..., 0]
+                if row == 2 and img.ndim == 3:
+                    img = (img / scale + 1) / 2
+                    kw = {}
+                elif img.ndim == 3:
+                    img = (img - lo) / (hi - lo)
+                    kw = {}
+                ax = axes[row, j]
+                ax.imshow(img, cmap="gray" if row < 2 else "seismic", **kw)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[0, j].set_title(f"y={self.labels[j]}", fontsize=8)
+            preds = r.example_predictions[i] if r.example_predictions else None
+            tag = "" if preds is None else f"pred {preds[j]}: "
+            axes[1, j].set_title(tag + ("robust" if pred_ok[j] else "broken"), fontsize=8,
+                                 color="green" if pred_ok[j] else "red")
+        axes[0, 0].set_ylabel("clean")
+        axes[1, 0].set_ylabel("adversarial")
+        axes[2, 0].set_ylabel("perturbation")
+        fig.suptitle(f"{attack} at ε={epsilon:g} (perturbation colour range ±{scale:.3g})", fontsize=9)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+        return fig

@@ -1,0 +1,89 @@
+"""Bad input gets a clear error that names the argument."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_adv as ka
+from tests.conftest import linear_model
+
+
+@pytest.fixture
+def model():
+    return linear_model(np.ones((4, 2)), np.zeros(2), (4,))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(epsilon=-0.1), r"`epsilon` must be >= 0"),
+        (dict(epsilon=float("nan")), r"`epsilon` must be finite"),
+        (dict(epsilon="big"), r"`epsilon` must be a number"),
+        (dict(epsilon=0.1, steps=0), r"`steps` must be >= 1"),
+        (dict(epsilon=0.1, steps=2.5), r"`steps` must be an integer"),
+        (dict(epsilon=0.1, restarts=0), r"`restarts` must be >= 1"),
+        (dict(epsilon=0.1, step_size=0.0), r"`step_size` must be > 0"),
+        (dict(epsilon=0.1, bounds=(1.0, 0.0)), r"`bounds` must satisfy min < max"),
+        (dict(epsilon=0.1, bounds=(0.0,)), r"`bounds` must be a pair"),
+        (dict(epsilon=0.1, norm="l7"), r"Unknown `norm`"),
+        (dict(epsilon=0.1, targeted="yes"), r"`targeted` must be a bool"),
+        (dict(epsilon=0.1, loss=3), r"`loss` must be"),
+    ],
+)
+def test_constructor_errors(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ka.attacks.PGD(**kwargs)
+
+
+def test_inputs_outside_bounds(model):
+    x = np.full((2, 4), 1.5, "float32")
+    with pytest.raises(ValueError, match=r"`x` must lie inside bounds=\(0.0, 1.0\).*max=1.5"):
+        ka.attacks.FGSM(epsilon=0.1)(model, x, [0, 1])
+
+
+def test_inputs_outside_bounds_in_graph_mode(model):
+    attack = ka.attacks.FGSM(epsilon=0.1)
+    fn = tf.function(lambda a, b: attack(model, a, b, seed=tf.constant([1, 1])))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`x` must lie inside bounds"):
+        fn(tf.fill((2, 4), -0.5), tf.constant([0, 1]))
+
+
+def test_nan_inputs(model):
+    x = np.full((2, 4), 0.5, "float32")
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`x` contains NaN"):
+        ka.attacks.FGSM(epsilon=0.1)(model, x, [0, 1])
+
+
+def test_integer_images(model):
+    with pytest.raises(TypeError, match=r"`x` must be a floating-point.*uint8.*/ 255"):
+        ka.attacks.FGSM(epsilon=0.1)(model, np.zeros((2, 4), "uint8"), [0, 1])
+
+
+def test_labels_of_the_wrong_shape(model):
+    x = np.full((2, 4), 0.5, "float32")
+    with pytest.raises(ValueError, match=r"`y` must have one label per example.*2 examples, y has 3"):
+        ka.attacks.FGSM(epsilon=0.1)(model, x, [0, 1, 1])
+    with pytest.raises(ValueError, match=r"`y` must be integer labels of shape"):
+        ka.attacks.FGSM(epsilon=0.1)(model, x, np.zeros((2, 2, 2)))
+
+
+def test_missing_targets_for_a_targeted_attack(model):
+    with pytest.raises(ValueError, match=r"targeted attack needs target classes"):
+        ka.attacks.FGSM(epsilon=0.1, targeted=True)(model, np.full((2, 4), 0.5, "float32"), None)
+
+
+def test_model_without_input_gradient_is_an_error_not_a_zero_step():
+    inputs = keras.Input((4,))
+    rounded = keras.layers.Lambda(lambda t: tf.stop_gradient(tf.round(t)))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(rounded))
+    with pytest.raises(ValueError, match=r"no gradient with respect to its input"):
+        ka.attacks.PGD(epsilon=0.1, steps=2)(model, np.full((2, 4), 0.5, "float32"), [0, 1])
+
+
+def test_multi_output_model_is_rejected():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(2)(inputs)])
+    with pytest.raises(ValueError, match=r"single-output model"):
+        ka.attacks.FGSM(epsilon=0.1)(model, np.full((2, 4), 0.5, "float32"), [0, 1])

@@ -1,0 +1,86 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_adv
+from keras_adv.detection import RejectingModel, adaptive_loss, evaluate_detection, roc_auc, train_detector
+from tests.conftest import linear_model
+from tests.evaluation.helpers import train_small_cnn
+
+
+def test_roc_auc_exact():
+    assert roc_auc([0, 1, 2], [3, 4]) == 1.0
+    assert roc_auc([3, 4], [0, 1, 2]) == 0.0
+    assert roc_auc([1, 1], [1, 1]) == 0.5
+    # neg = [0.1, 0.4, 0.35], pos = [0.8, 0.35]: pairs won 3 + 1 + 0.5 tie = 4.5 of 6.
+    assert roc_auc([0.1, 0.4, 0.35], [0.8, 0.35]) == pytest.approx(4.5 / 6)
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    neg, pos = rng.normal(size=50).round(1), rng.normal(0.7, size=40).round(1)
+    ref = roc_auc_score(np.r_[np.zeros(50), np.ones(40)], np.r_[neg, pos])
+    assert roc_auc(neg, pos) == pytest.approx(ref)
+
+
+def _guarded(threshold=0.0):
+    clf = linear_model(np.array([[1.0, -1.0], [-1.0, 1.0]], "float32"), np.zeros(2, "float32"), (2,))
+    det = linear_model(np.array([[0.0], [4.0]], "float32"), np.array([-2.0], "float32"), (2,))  # d = 4·x1 − 2
+    return RejectingModel(clf, det, threshold=threshold)
+
+
+def test_rejecting_model_rejects_exactly_above_threshold(tmp_path):
+    g = _guarded()
+    x = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55]], "float32")
+    d = 4 * x[:, 1] - 2  # -1.6, 1.2, -0.4, 0.2
+    out = g(x).numpy()
+    assert out.shape == (4, 3) and g.reject_index == 2
+    np.testing.assert_array_equal(out.argmax(-1) == 2, d > 0)
+    pred, rej = g.predict_with_rejection(x)
+    np.testing.assert_array_equal(pred, [0, 1, 0, 1])
+    np.testing.assert_array_equal(rej, [False, True, False, True])
+    g.threshold = 0.5
+    np.testing.assert_array_equal(g.predict_with_rejection(x)[1], d > 0.5)
+    thr = g.calibrate(x, false_positive_rate=0.25)
+    assert thr == pytest.approx(np.quantile(d, 0.75), abs=1e-6)
+    assert g.predict_with_rejection(x)[1].mean() == 0.25
+    path = os.path.join(tmp_path, "guarded.keras")
+    g.save(path)
+    again = keras.models.load_model(path)
+    assert again.threshold == pytest.approx(thr)
+    np.testing.assert_allclose(again(x).numpy(), g(x).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="false_positive_rate"):
+        g.calibrate(x, false_positive_rate=1.0)
+
+
+def test_adaptive_loss_positive_iff_misclassified_and_not_rejected():
+    out = tf.constant([[3.0, 1.0, 0.0, 2.0],   # correct (y=0): 1 - 3 = -2
+                       [1.0, 3.0, 0.0, 2.0],   # fooled, not rejected: 3 - 2 = 1
+                       [1.0, 3.0, 0.0, 4.0]])  # fooled but rejected: 3 - 4 = -1
+    np.testing.assert_allclose(adaptive_loss(tf.constant([0, 0, 0]), out).numpy(), [-2.0, 1.0, -1.0])
+    onehot = tf.one_hot([0, 0, 0], 3)
+    np.testing.assert_allclose(adaptive_loss(onehot, out).numpy(), [-2.0, 1.0, -1.0])
+
+
+def test_digits_detector_non_adaptive_and_adaptive(digits):
+    (xt, yt), (xs, ys) = digits
+    clf = train_small_cnn(digits, epochs=8)
+    before = [w.copy() for w in clf.get_weights()]
+    det = train_detector(clf, keras_adv.attacks.PGD(0.15, steps=5, seed=0), xt, yt, epochs=15)
+    for a, b in zip(before, clf.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the classifier was frozen...
+    assert all(l.trainable for l in clf.layers)  # ...and its trainable flags restored
+    g = RejectingModel(clf, det)
+    g.calibrate(xs[:150], false_positive_rate=0.05)
+    report = evaluate_detection(g, xs[150:350], ys[150:350], attack=keras_adv.attacks.PGD(0.15, steps=10, seed=1))
+    non, ada = report.results["non_adaptive"], report.results["adaptive"]
+    assert non["roc_auc"] > 0.75  # the detector does detect non-adaptive PGD
+    assert report.false_positive_rate < 0.15
+    # The adaptive attacker evades the detector more and fools the whole system at least as often.
+    assert ada["detection_rate"] < non["detection_rate"]
+    assert ada["system_success_rate"] >= non["system_success_rate"] - 0.02
+    assert "adaptive" in str(report)
+    assert "adaptive" not in evaluate_detection(g, xs[:20], ys[:20], attack=keras_adv.attacks.FGSM(0.1),
+                                                adaptive_attack=None).results

@@ -1,0 +1,201 @@
+"""The `keras-adv` command line: train -> evaluate -> export end to end on digits, and error messages."""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_adv as ka
+from keras_adv import cli
+
+TINY_TRAIN = ["train", "--epochs", "1", "--limit", "128", "--test-limit", "40", "--steps", "2",
+              "--eval-steps", "3", "--eval-restarts", "1", "--batch-size", "32", "--quiet"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    with open(path, "rb") as f:
+        return f.read(8) == PNG_MAGIC and os.path.getsize(path) > 1000
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    rc = cli.main(TINY_TRAIN + ["--output", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_model_report_and_plots(trained):
+    for name in ("model.keras", "report.json", "training.png", "examples.png"):
+        assert (trained / name).exists(), name
+    assert _is_png(trained / "training.png") and _is_png(trained / "examples.png")
+    report = json.loads((trained / "report.json").read_text())
+    assert report["dataset"] == "digits" and report["model"] == "small_cnn" and report["objective"] == "ce"
+    assert report["train_examples"] == 128 and report["test_examples"] == 40
+    assert 0.0 <= report["robust_accuracy"] <= report["clean_accuracy"] <= 1.0
+    # the judge is stronger than the training attack
+    assert report["judge_config"]["steps"] > report["train_attack_config"]["steps"]
+    assert set(report["history"]) >= {"loss", "clean_loss", "adv_loss", "accuracy", "adv_accuracy",
+                                      "val_accuracy", "val_adv_accuracy"}
+    model = keras.models.load_model(trained / "model.keras")
+    assert isinstance(model, ka.AdversarialModel)
+    # the reported clean accuracy is the saved model's
+    x, y = ka.datasets.load("digits", "test", limit=40)
+    acc = np.mean(np.argmax(model.base_model.predict(x, verbose=0), -1) == y)
+    assert acc == pytest.approx(report["clean_accuracy"])
+
+
+def test_evaluate_table_json_png(trained, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = cli.main(["evaluate", str(trained / "model.keras"), "--attacks", "fgsm,pgd", "--epsilons", "0.1,0,0.2",
+                   "--steps", "3", "--limit", "40", "--output", str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "fgsm" in printed and "pgd" in printed and "worst_case" in printed and "eps=0.2" in printed
+    report = json.loads((out / "robustness.json").read_text())
+    assert _is_png(out / "robustness.png")
+    assert report["epsilons"] == [0.0, 0.1, 0.2]
+    acc = report["robust_accuracy"]
+    clean = report["clean_accuracy"]
+    assert acc["fgsm"][0] == acc["pgd"][0] == clean
+    for i in range(3):
+        assert acc["worst_case"][i] <= min(acc["fgsm"][i], acc["pgd"][i]) <= clean
+    # FGSM is deterministic: the table equals a direct computation
+    base = keras.models.load_model(trained / "model.keras").base_model
+    x, y = ka.datasets.load("digits", "test", limit=40)
+    clean_ok = np.argmax(base.predict(x, verbose=0), -1) == y
+    x_adv = ka.attacks.FGSM(epsilon=0.2)(base, tf.constant(x), tf.constant(y)).numpy()
+    expected = np.mean((np.argmax(base.predict(x_adv, verbose=0), -1) == y) & clean_ok)
+    assert acc["fgsm"][2] == pytest.approx(expected)
+    assert report["attacks"]["pgd"]["steps"] == 3
+
+
+def test_export_answers_through_saved_model_load(trained, tmp_path, capsys):
+    out = tmp_path / "serving" / "1"
+    assert cli.main(["export", str(trained / "model.keras"), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "serving_default" in printed and "curl" in printed
+    loaded = tf.saved_model.load(str(out))
+    serve = loaded.signatures["serving_default"]
+    x, _ = ka.datasets.load("digits", "test", limit=5)
+    got = serve(image=tf.constant(x))["predictions"].numpy()
+    base = keras.models.load_model(trained / "model.keras").base_model
+    np.testing.assert_allclose(got, base.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
+    request = json.loads((trained / "request.json").read_text())  # a real digits test image (from report.json)
+    np.testing.assert_allclose(np.asarray(request["instances"], "float32"), x[:1])
+    # a second export into the same folder needs --overwrite
+    assert cli.main(["export", str(trained / "model.keras"), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_export_plain_keras_model(tmp_path):
+    from keras_adv.models import presets
+
+    model = presets.get("small_cnn", (8, 8, 1), 10)
+    path = tmp_path / "plain.keras"
+    model.save(path)
+    out = tmp_path / "plain_export"
+    assert cli.main(["export", str(path), str(out), "--input-name", "pixels"]) == 0
+    serve = tf.saved_model.load(str(out)).signatures["serving_default"]
+    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(serve(pixels=tf.constant(x))["predictions"].numpy(), model.predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--dataset", "imagenet"], ["unknown dataset 'imagenet'", "digits", "mnist", "cifar10"]),
+    (["train", "--model", "vgg"], ["unknown model preset 'vgg'", "small_cnn", "small_resnet"]),
+    (["train", "--attack", "deepfool"], ["unknown attack 'deepfool'", "fgsm", "pgd"]),
+    (["train", "--objective", "nope"], ["unknown objective 'nope'", "ce", "madry"]),
+    (["evaluate", "missing/model.keras"], ["model file not found", os.path.abspath("missing/model.keras")]),
+    (["evaluate", "m.keras", "--attacks", "pgd,bogus"], ["unknown attack 'bogus'", "fgsm, pgd"]),
+    (["evaluate", "m.keras", "--epsilons", "0,abc"], ["--epsilons", "'abc'"]),
+    (["export", "nowhere.keras"], ["model file not found", os.path.abspath("nowhere.keras")]),
+])
+def test_bad_input_lists_valid_names(argv, expected, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, (text, err)
+
+
+def test_evaluate_rejects_mismatched_dataset(trained, capsys):
+    assert cli.main(["evaluate", str(trained / "model.keras"), "--dataset", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert "(8, 8, 1)" in err and "(32, 32, 3)" in err
+
+
+def test_attack_registry_follows_exports(monkeypatch):
+    registry = cli.attack_registry()
+    assert registry["fgsm"] is ka.attacks.FGSM and registry["pgd"] is ka.attacks.PGD
+    assert "attack" not in registry and "gradientattack" not in registry
+
+    class NewAttack(ka.attacks.PGD):
+        pass
+
+    monkeypatch.setattr(ka.attacks, "NewAttack", NewAttack, raising=False)
+    monkeypatch.setattr(ka.attacks, "__all__", list(ka.attacks.__all__) + ["NewAttack"])
+    assert cli.attack_registry()["newattack"] is NewAttack
+    attack = cli.make_attack("new_attack", 0.1, steps=4, restarts=2, seed=3)
+    assert isinstance(attack, NewAttack) and attack.steps == 4 and attack.restarts == 2 and attack.seed == 3
+    # FGSM takes no steps/restarts: they are not passed; options are
+    fgsm = cli.make_attack("FGSM", 0.25, steps=9, options={"random_start": True, "step_size": 0.3})
+    assert fgsm.epsilon == 0.25 and fgsm.random_start and fgsm.step_size == pytest.approx(0.3)
+
+
+def test_train_on_a_tfds_dataset(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=16):
+        rc = cli.main(["train", "--dataset", "fashion_mnist", "--objective", "madry",
+                       "--epochs", "1", "--steps", "1", "--eval-steps", "1", "--eval-restarts", "1",
+                       "--batch-size", "8", "--no-validation", "--quiet", "--output", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["dataset"] == "fashion_mnist" and report["model"] == "small_cnn"
+    assert report["objective"] == "madry" and report["train_examples"] == 16
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.base_model.input_shape == (None, 28, 28, 1)
+
+
+def test_bad_attack_option_names_the_problem(capsys):
+    with pytest.raises(cli.CLIError, match="cannot build attack 'pgd'"):
+        cli.make_attack("pgd", 0.1, options={"no_such_option": 1})
+    assert cli.main(["train", "--attack-option", "steps"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_list_and_help(capsys):
+    assert cli.main(["list"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("digits", "mnist", "cifar10", "small_resnet", "fgsm", "pgd", "madry"):
+        assert name in printed
+    for command in ("train", "evaluate", "export"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([command, "--help"])
+        assert exc.value.code == 0
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["keras_adv", "--help"])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("keras_adv", run_name="__main__")
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "keras-adv train" in out and "evaluate" in out and "export" in out
+
+
+def test_console_script_is_declared():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.cfg"))
+    assert "keras-adv = keras_adv.cli:main" in cfg["options.entry_points"]["console_scripts"]

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_adv import norms
+
+ALL = [norms.Linf(), norms.L2(), norms.L1()]
+
+
+def _np_norm(norm, v):
+    v = v.reshape(len(v), -1)
+    if isinstance(norm, norms.Linf):
+        return np.abs(v).max(1)
+    if isinstance(norm, norms.L2):
+        return np.sqrt((v**2).sum(1))
+    return np.abs(v).sum(1)
+
+
+@pytest.mark.parametrize("norm", ALL, ids=lambda n: n.name)
+def test_projection_lands_in_ball_and_is_idempotent(norm):
+    rng = np.random.default_rng(0)
+    delta = rng.normal(size=(16, 4, 4, 2)).astype("float32") * 3
+    eps = 0.7
+    p = norm.project(tf.constant(delta), eps).numpy()
+    assert np.all(_np_norm(norm, p) <= eps * (1 + 1e-5))
+    # Points outside end on the sphere; projecting again changes nothing.
+    np.testing.assert_allclose(_np_norm(norm, p), eps, rtol=1e-5)
+    np.testing.assert_allclose(norm.project(tf.constant(p), eps).numpy(), p, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ALL, ids=lambda n: n.name)
+def test_projection_keeps_points_inside(norm):
+    rng = np.random.default_rng(1)
+    delta = rng.normal(size=(8, 10)).astype("float32")
+    delta *= (0.5 / _np_norm(norm, delta))[:, None]  # norm 0.5 < eps
+    np.testing.assert_allclose(norm.project(tf.constant(delta), 1.0).numpy(), delta, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ALL, ids=lambda n: n.name)
+def test_projection_is_the_closest_point_of_the_ball(norm):
+    # Optimality: no random point of the ball is closer (in L2) to z than proj(z).
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(1, 6)).astype("float32") * 2
+    eps = 1.0
+    p = norm.project(tf.constant(z), eps).numpy()
+    others = norm.random_start(tf.constant([4000, 6]), eps, tf.constant([3, 4])).numpy()
+    best_other = np.sqrt(((others - z) ** 2).sum(1)).min()
+    assert np.sqrt(((p - z) ** 2).sum()) <= best_other + 1e-6
+
+
+def test_l1_projection_matches_sort_based_reference():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(5, 7)).astype("float64")
+    eps = 1.3
+
+    def ref(x):  # Duchi et al. 2008 on |x|
+        u = np.sort(np.abs(x))[::-1]
+        css = np.cumsum(u)
+        rho = np.nonzero(u * np.arange(1, len(u) + 1) > (css - eps))[0][-1]
+        theta = (css[rho] - eps) / (rho + 1.0)
+        return np.sign(x) * np.maximum(np.abs(x) - theta, 0)
+
+    expected = np.stack([ref(r) for r in v])
+    np.testing.assert_allclose(norms.L1().project(tf.constant(v), eps).numpy(), expected, atol=1e-6)
+
+
+def test_normalize_unit_norms_and_directions():
+    g = tf.constant([[3.0, -4.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(norms.Linf().normalize(g).numpy(), [[1, -1, 0, 1]])
+    np.testing.assert_allclose(norms.L2().normalize(g).numpy(), [[3 / 26**0.5, -4 / 26**0.5, 0, 1 / 26**0.5]], rtol=1e-6)
+    # L1 with sparsity 0.5 moves the top 2 of 4 coordinates, half each.
+    np.testing.assert_allclose(norms.L1(sparsity=0.5).normalize(g).numpy(), [[0.5, -0.5, 0, 0]])
+
+
+@pytest.mark.parametrize("norm", ALL, ids=lambda n: n.name)
+def test_random_start_inside_ball_and_seeded(norm):
+    shape = tf.constant([64, 5, 5])
+    a = norm.random_start(shape, 0.3, tf.constant([1, 2])).numpy()
+    b = norm.random_start(shape, 0.3, tf.constant([1, 2])).numpy()
+    c = norm.random_start(shape, 0.3, tf.constant([1, 3])).numpy()
+    assert np.all(_np_norm(norm, a) <= 0.3 * (1 + 1e-5))
+    assert np.all(_np_norm(norm, a) > 0)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("name,cls", [("linf", norms.Linf), ("L2", norms.L2), (1, norms.L1), (np.inf, norms.Linf), (2, norms.L2)])
+def test_get(name, cls):
+    assert isinstance(norms.get(name), cls)
+
+
+def test_get_unknown_norm_names_the_argument():
+    with pytest.raises(ValueError, match="Unknown `norm`.*'linf', 'l2', 'l1'"):
+        norms.get("l3")
