@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Optional
 
 import keras
@@ -242,10 +243,12 @@ class AdversarialModel(keras.Model):
         return self._compile_loss(y, y_pred, sample_weight)
 
     def _total_loss(self, x, y, y_clean, y_adv, sample_weight):
+        extra = {}
+        if _accepts(self._objective.__call__, "from_logits"):  # objectives written before the argument
+            extra["from_logits"] = getattr(self, "_from_logits", None)
         total, clean, adv = self._objective(
             y=y, y_clean=y_clean, y_adv=y_adv, sample_weight=sample_weight,
-            compiled_loss=self._compiled_loss, adv_weight=self._adv_weight,
-            from_logits=getattr(self, "_from_logits", None),
+            compiled_loss=self._compiled_loss, adv_weight=self._adv_weight, **extra,
         )
         for extra in self.losses:  # regularisation, once
             total = total + self._aggregate_additional_loss(extra)
@@ -265,7 +268,9 @@ class AdversarialModel(keras.Model):
         if objective.needs_clean_for_attack:
             self._check_single_input(x)
             y_clean = tf.stop_gradient(self(x, training=False))
-        return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
+        if _accepts(objective.attack_loss, "from_logits"):
+            return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
+        return objective.attack_loss(y_clean)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -394,6 +399,15 @@ class AdversarialModel(keras.Model):
         archive.add_endpoint("serve", fn)
         archive.add_endpoint("serving_default", fn)
         archive.write_out(filepath, verbose=True if verbose is None else verbose)
+
+
+def _accepts(fn, name):
+    """Whether `fn` takes keyword `name` (or **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind == p.VAR_KEYWORD for p in params)
 
 
 def _meaningful_input_name(base):

@@ -141,3 +141,26 @@ def test_objectives_train_in_graph_mode(objective):
     assert hist.history["adv_loss"][-1] >= 0.0
     ev = model.evaluate(x, y, verbose=0, return_dict=True)
     assert np.isfinite(ev["loss"])
+
+
+class _LegacyObjective(objectives.Objective):
+    """A user objective written against the original signature (no `from_logits`)."""
+
+    name = "legacy_half_ce"
+
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight):
+        clean = compiled_loss(y, y_clean, sample_weight)
+        adv = compiled_loss(y, y_adv, sample_weight)
+        return 0.5 * clean + 0.5 * adv, clean, adv
+
+
+def test_custom_objective_with_the_original_signature_still_works():
+    rng = np.random.default_rng(0)
+    base = linear_model(rng.normal(size=(4, 3)), np.zeros(3), (4,))
+    model = ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.1), objective=_LegacyObjective())
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.uniform(0, 0.8, size=(8, 4)).astype("float32")
+    hist = model.fit(x, rng.integers(0, 3, 8), batch_size=8, epochs=1, verbose=0)
+    h = hist.history
+    np.testing.assert_allclose(h["loss"][0], 0.5 * (h["clean_loss"][0] + h["adv_loss"][0]), rtol=1e-5)
