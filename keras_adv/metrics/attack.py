@@ -9,14 +9,9 @@ import tensorflow as tf
 
 from keras_adv import losses as losses_lib
 from keras_adv import norms as norms_lib
+from keras_adv.metrics.robustness import _weights
 
 __all__ = ["AttackSuccessRate", "MeanPerturbationNorm"]
-
-
-def _weights(sample_weight, n):
-    if sample_weight is None:
-        return tf.ones([n], tf.float32)
-    return tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
