@@ -725,6 +725,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CLIError as e:
         print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional extra is missing (e.g. scikit-learn for the digits)
+        print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -199,3 +199,21 @@ def test_console_script_is_declared():
     cfg = configparser.ConfigParser()
     cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.cfg"))
     assert "keras-adv = keras_adv.cli:main" in cfg["options.entry_points"]["console_scripts"]
+
+
+def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
+    import builtins
+
+    from keras_adv import cli
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError("No module named 'sklearn'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    status = cli.main(["train", "--epochs", "1", "--quiet"])
+    assert status == 2
+    assert "pip install 'keras-adv[digits]'" in capsys.readouterr().err
