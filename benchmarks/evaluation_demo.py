@@ -95,7 +95,7 @@ def main():
             print(name, eps, d.checks, f"{dt:.1f}s", flush=True)
     md += ["", f"Acceptance (every planted model flagged, undefended and PGD-trained not flagged, at both ε): "
            f"**{'PASS' if all_ok else 'FAIL'}**.",
-           "Checks skipped by every run: " + "; ".join(f"`{k}` ({v})" for k, v in d.skipped.items()) + ".", ""]
+           "Checks skipped by every run: " + ("; ".join(f"`{k}` ({v})" for k, v in d.skipped.items()) or "none") + ".", ""]
 
     # ---------------------------------------------------------------- reports
     eps_grid = [0.05, 0.1, 0.2, 0.3, 0.5]
