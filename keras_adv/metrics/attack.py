@@ -9,13 +9,13 @@ import tensorflow as tf
 
 from keras_adv import losses as losses_lib
 from keras_adv import norms as norms_lib
-from keras_adv.metrics.robustness import _weights
+from keras_adv.metrics.robustness import WeightedMeanMetric, _weights
 
 __all__ = ["AttackSuccessRate", "MeanPerturbationNorm"]
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
-class AttackSuccessRate(keras.metrics.Metric):
+class AttackSuccessRate(WeightedMeanMetric):
     """Fraction of attacked examples on which the attack succeeded.
 
     Untargeted (default): an example counts when the model classified it
@@ -48,8 +48,6 @@ class AttackSuccessRate(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         self.targeted = bool(targeted)
         self.only_correct = bool(only_correct)
-        self.successes = self.add_variable(shape=(), initializer="zeros", name="successes")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred_clean, y_pred_adv, sample_weight=None):
         label = losses_lib.label_class(y_true)
@@ -62,22 +60,14 @@ class AttackSuccessRate(keras.metrics.Metric):
             if self.only_correct:
                 correct = tf.equal(losses_lib.predicted_class(y_pred_clean), label)
                 w = w * tf.cast(correct, tf.float32)
-        self.successes.assign_add(tf.reduce_sum(tf.cast(success, tf.float32) * w))
-        self.count.assign_add(tf.reduce_sum(w))
-
-    def result(self):
-        return tf.math.divide_no_nan(self.successes, self.count)
-
-    def reset_state(self):
-        self.successes.assign(0.0)
-        self.count.assign(0.0)
+        self.accumulate(success, w)
 
     def get_config(self):
         return {**super().get_config(), "targeted": self.targeted, "only_correct": self.only_correct}
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
-class MeanPerturbationNorm(keras.metrics.Metric):
+class MeanPerturbationNorm(WeightedMeanMetric):
     """Mean size ‖x_adv − x‖ of adversarial perturbations in a given norm.
 
     `update_state(x, x_adv, sample_weight=None)`. With `only_changed=True`,
@@ -99,8 +89,6 @@ class MeanPerturbationNorm(keras.metrics.Metric):
         self._norm = norms_lib.get(norm)
         self.norm = self._norm.name
         self.only_changed = bool(only_changed)
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, x, x_adv, sample_weight=None):
         x = tf.cast(x, tf.float32)
@@ -111,15 +99,7 @@ class MeanPerturbationNorm(keras.metrics.Metric):
         w = _weights(sample_weight, tf.shape(size)[0])
         if self.only_changed:
             w = w * tf.cast(size > 0, tf.float32)
-        self.total.assign_add(tf.reduce_sum(size * w))
-        self.count.assign_add(tf.reduce_sum(w))
-
-    def result(self):
-        return tf.math.divide_no_nan(self.total, self.count)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
+        self.accumulate(size, w)
 
     def get_config(self):
         return {**super().get_config(), "norm": self.norm, "only_changed": self.only_changed}

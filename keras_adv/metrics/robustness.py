@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from keras_adv import losses as losses_lib
 
-__all__ = ["RobustAccuracy", "RobustnessMargin"]
+__all__ = ["RobustAccuracy", "RobustnessMargin", "WeightedMeanMetric"]
 
 
 def _weights(sample_weight, n):
@@ -18,8 +18,33 @@ def _weights(sample_weight, n):
     return tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
 
 
+class WeightedMeanMetric(keras.metrics.Metric):
+    """Base class: the sample-weighted mean of a per-example value, `total / count`.
+
+    Subclasses compute per-example values and weights in `update_state` and
+    pass them to `accumulate`.
+    """
+
+    def __init__(self, name: str, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def accumulate(self, values, weights):
+        """Adds `sum(values · weights)` to the total and `sum(weights)` to the count."""
+        self.total.assign_add(tf.reduce_sum(tf.cast(values, tf.float32) * weights))
+        self.count.assign_add(tf.reduce_sum(weights))
+
+    def result(self):
+        return tf.math.divide_no_nan(self.total, self.count)
+
+    def reset_state(self):
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+
 @keras.saving.register_keras_serializable(package="keras_adv")
-class RobustAccuracy(keras.metrics.Metric):
+class RobustAccuracy(WeightedMeanMetric):
     """Accuracy on adversarial inputs: the fraction still classified correctly.
 
     `update_state(y_true, y_pred_adv, sample_weight=None)` takes the true
@@ -37,27 +62,16 @@ class RobustAccuracy(keras.metrics.Metric):
 
     def __init__(self, name: str = "robust_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         pred = losses_lib.predicted_class(y_pred)
         label = losses_lib.label_class(y_true)
         w = _weights(sample_weight, tf.shape(label)[0])
-        hit = tf.cast(tf.equal(pred, label), tf.float32)
-        self.correct.assign_add(tf.reduce_sum(hit * w))
-        self.count.assign_add(tf.reduce_sum(w))
-
-    def result(self):
-        return tf.math.divide_no_nan(self.correct, self.count)
-
-    def reset_state(self):
-        self.correct.assign(0.0)
-        self.count.assign(0.0)
+        self.accumulate(tf.equal(pred, label), w)
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
-class RobustnessMargin(keras.metrics.Metric):
+class RobustnessMargin(WeightedMeanMetric):
     """Mean drop in true-class confidence from clean to adversarial inputs.
 
     For each example, `p(y | x) − p(y | x_adv)` with `p` the softmax
@@ -74,8 +88,6 @@ class RobustnessMargin(keras.metrics.Metric):
     def __init__(self, name: str = "robustness_margin", from_logits: Optional[bool] = None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.from_logits = from_logits
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
     def update_state(self, y_true, y_pred_clean, y_pred_adv, sample_weight=None):
         label = losses_lib.label_class(y_true)
@@ -83,15 +95,7 @@ class RobustnessMargin(keras.metrics.Metric):
         p_clean = tf.exp(tf.gather_nd(losses_lib.to_log_probs(y_pred_clean, self.from_logits), idx))
         p_adv = tf.exp(tf.gather_nd(losses_lib.to_log_probs(y_pred_adv, self.from_logits), idx))
         w = _weights(sample_weight, tf.shape(label)[0])
-        self.total.assign_add(tf.reduce_sum((p_clean - p_adv) * w))
-        self.count.assign_add(tf.reduce_sum(w))
-
-    def result(self):
-        return tf.math.divide_no_nan(self.total, self.count)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
+        self.accumulate(p_clean - p_adv, w)
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits}
