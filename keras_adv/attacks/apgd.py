@@ -170,13 +170,8 @@ class APGD(Attack):
 
         def body(r, best, best_ok, best_obj):
             cand, c_ok, c_obj = self._single_run(model, x, y, target, epsilon, seeds[r], loss_fn)
-            better = (c_ok & ~best_ok) | ((c_ok == best_ok) & (c_obj > best_obj))
-            return (
-                r + 1,
-                tf.where(_scores.batch_mask(better, x), cand, best),
-                best_ok | c_ok,
-                tf.where(better, c_obj, best_obj),
-            )
+            best, best_obj, best_ok = self.keep_stronger(best, best_obj, best_ok, cand, c_obj, c_ok)
+            return r + 1, best, best_ok, best_obj
 
         _, best, ok, obj = tf.while_loop(
             lambda r, *_: r < self.restarts, body, (tf.constant(1), best, ok, obj)

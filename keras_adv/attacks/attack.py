@@ -253,6 +253,17 @@ class Attack:
         loss = tf.reduce_mean(loss, axis=1) if loss.shape[-1] != 1 else tf.squeeze(loss, -1)
         return -loss if self.targeted else loss
 
+    @staticmethod
+    def keep_stronger(best, best_obj, best_ok, cand, obj, ok):
+        """Per example, keeps the stronger of `best` and `cand`.
+
+        Stronger means successful where the other is not, else a higher
+        objective. Returns the updated `(best, best_obj, best_ok)`.
+        """
+        better = (ok & ~best_ok) | ((ok == best_ok) & (obj > best_obj))
+        mask = tf.reshape(better, [-1] + [1] * (len(best.shape) - 1))
+        return tf.where(mask, cand, best), tf.where(better, obj, best_obj), best_ok | ok
+
     def is_successful(self, outputs, y):
         """Per-example success: misclassified (untargeted) or on target (targeted)."""
         pred = losses_lib.predicted_class(_single_output(outputs))

@@ -68,14 +68,7 @@ class GradientAttack(Attack):
         def body(r, best, best_obj, best_ok):
             cand = self._single_run(model, x, y, epsilon, seeds[r], loss_fn, step_size)
             obj, ok = evaluate(cand)
-            better = (ok & ~best_ok) | ((ok == best_ok) & (obj > best_obj))
-            mask = tf.reshape(better, [-1] + [1] * (len(x.shape) - 1))
-            return (
-                r + 1,
-                tf.where(mask, cand, best),
-                tf.where(better, obj, best_obj),
-                best_ok | ok,
-            )
+            return (r + 1,) + self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)
 
         _, best, _, _ = tf.while_loop(
             lambda r, *_: r < self.restarts, body, (tf.constant(1), best, best_obj, best_ok)

@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv.attacks import _scores
 from keras_adv.attacks.attack import Attack, _check_number
 from keras_adv.layers.spatial_transform import transform_images
 
@@ -147,10 +146,6 @@ class SpatialTransformation(Attack):
             return self._random_search(x, seed, evaluate)
         return self._first_order(x, y, loss_fn, model, candidate, evaluate)
 
-    @staticmethod
-    def _better(obj, ok, best_obj, best_ok):
-        return (ok & ~best_ok) | ((ok == best_ok) & (obj > best_obj))
-
     def _grid_search(self, model, x, y, epsilon, loss_fn):
         grid = self.grid()
         g = len(grid)
@@ -176,13 +171,7 @@ class SpatialTransformation(Attack):
             c_obj = tf.gather_nd(obj, idx)
             c_ok = tf.gather_nd(ok, idx)
             c_x = tf.ensure_shape(tf.gather(cand, j * batch + tf.range(batch)), x.shape)
-            better = self._better(c_obj, c_ok, best_obj, best_ok)
-            return (
-                i + 1,
-                tf.where(_scores.batch_mask(better, x), c_x, best),
-                tf.where(better, c_obj, best_obj),
-                best_ok | c_ok,
-            )
+            return (i + 1,) + self.keep_stronger(best, best_obj, best_ok, c_x, c_obj, c_ok)
 
         init = (tf.constant(0), x, tf.fill([batch], tf.constant(-np.inf, tf.float32)), tf.zeros([batch], tf.bool))
         _, best, _, _ = tf.while_loop(lambda i, *_: i < n_chunks, body, init)
@@ -197,13 +186,7 @@ class SpatialTransformation(Attack):
         def body(i, best, best_obj, best_ok):
             u = tf.random.stateless_uniform([batch, 4], seeds[i], -1.0, 1.0, dtype=x.dtype)
             cand, obj, ok = evaluate(center + u * ranges)
-            better = self._better(obj, ok, best_obj, best_ok)
-            return (
-                i + 1,
-                tf.where(_scores.batch_mask(better, x), cand, best),
-                tf.where(better, obj, best_obj),
-                best_ok | ok,
-            )
+            return (i + 1,) + self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)
 
         init = (tf.constant(0), x, tf.fill([batch], tf.constant(-np.inf, tf.float32)), tf.zeros([batch], tf.bool))
         _, best, _, _ = tf.while_loop(lambda i, *_: i < self.k, body, init)
@@ -230,10 +213,7 @@ class SpatialTransformation(Attack):
                     "its input; use method='grid' or method='random'."
                 )
             ok = self.is_successful(outputs, y)
-            better = self._better(obj, ok, best_obj, best_ok)
-            best = tf.where(_scores.batch_mask(better, x), cand, best)
-            best_obj = tf.where(better, obj, best_obj)
-            best_ok = best_ok | ok
+            best, best_obj, best_ok = self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)
             params = params + step * ranges * tf.sign(grad)
             params = tf.clip_by_value(params, center - ranges, center + ranges)
             return i + 1, params, best, best_obj, best_ok
@@ -244,8 +224,7 @@ class SpatialTransformation(Attack):
         _, params, best, best_obj, best_ok = tf.while_loop(lambda i, *_: i < self.steps, body, init)
         # The final iterate has not been scored yet.
         cand, obj, ok = evaluate(params)
-        better = self._better(obj, ok, best_obj, best_ok)
-        return tf.where(_scores.batch_mask(better, x), cand, best)
+        return self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)[0]
 
     def get_config(self):
         config = super().get_config()
