@@ -312,6 +312,8 @@ class AdversarialModel(keras.Model):
 
             fn = tf.function(run, jit_compile=True, autograph=False)
             self._xla_attacks[key] = fn
+        if epsilon is not None:  # a Keras variable: pass its value
+            epsilon = tf.identity(tf.cast(epsilon, tf.float32))
         return fn(x, y, epsilon, seed)
 
     @staticmethod

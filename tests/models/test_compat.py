@@ -108,3 +108,20 @@ def test_replicas_draw_different_random_starts():
     info = json.loads(out.strip().splitlines()[-1])
     assert info["in_budget"]
     assert info["max_diff"] > 1e-3  # same inputs, different noise on each replica
+
+
+def test_xla_attack_option_gives_the_same_training_step():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.2, 0.8, size=(16, 6)).astype("float32")
+    y = rng.integers(0, 3, size=16)
+    weights = []
+    for jit in (False, True):
+        base = _dense_model(4)
+        model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=3, random_start=False),
+                                    jit_compile_attack=jit)
+        model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        weights.append(base.get_weights())
+        assert model.get_config().get("jit_compile_attack", False) is jit
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-5)
