@@ -279,6 +279,17 @@ class AdversarialModel(keras.Model):
                 logs[prefix + metric.name] = result
         return logs
 
+    # ------------------------------------------------------ fit / evaluate
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; also under `MultiWorkerMirroredStrategy` (see `keras_adv._compat`)."""
+        with _compat.multi_worker_fit(self):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`; also under `MultiWorkerMirroredStrategy`."""
+        with _compat.multi_worker_fit(self):
+            return super().evaluate(*args, **kwargs)
+
     # ---------------------------------------------------------- the steps
     def _attack_loss(self, attack, objective_loss=None):
         """The inner attack's loss: the objective's, else the compiled loss unless the attack names one."""
