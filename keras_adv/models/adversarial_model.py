@@ -10,7 +10,9 @@ is in `keras_adv._compat`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 from typing import Optional
 
 import keras
@@ -179,7 +181,10 @@ class AdversarialModel(keras.Model):
 
         self._adv_weight = keras.Variable(adv_weight, trainable=False, name="adv_weight", dtype="float32")
         self._epsilon = keras.Variable(self.attack.epsilon, trainable=False, name="epsilon", dtype="float32")
-        self._seed_generator = keras.random.SeedGenerator(self.seed, name="adversarial_seed")
+        try:
+            self._seed_generator = keras.random.SeedGenerator(self.seed, name="adversarial_seed")
+        except ValueError:  # Keras < 3.1 takes no `name`
+            self._seed_generator = keras.random.SeedGenerator(self.seed)
         self._total_loss_tracker = keras.metrics.Mean(name="loss")
         self._clean_loss_tracker = keras.metrics.Mean(name="clean_loss")
         self._adv_loss_tracker = keras.metrics.Mean(name="adv_loss")
@@ -277,6 +282,8 @@ class AdversarialModel(keras.Model):
                 logs.update({prefix + k: v for k, v in result.items()})
             else:
                 logs[prefix + metric.name] = result
+        if tf.executing_eagerly():  # plain Python numbers, as Keras' own (3.0-3.7 relied on it)
+            logs = {k: _to_python(v) for k, v in logs.items()}
         return logs
 
     # ------------------------------------------------------ fit / evaluate
@@ -557,7 +564,11 @@ class AdversarialModel(keras.Model):
         fn = tf.function(serve, input_signature=[spec], autograph=False)
         archive.add_endpoint("serve", fn)
         archive.add_endpoint("serving_default", fn)
-        archive.write_out(filepath, verbose=bool(verbose))
+        if _accepts(archive.write_out, "verbose"):
+            archive.write_out(filepath, verbose=bool(verbose))
+        else:  # Keras < 3.6 has no `verbose`: keep its output for verbose=True only
+            with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+                archive.write_out(filepath)
         if verbose is None:
             out = fn.get_concrete_function().structured_outputs["predictions"]
             print(
@@ -565,6 +576,11 @@ class AdversarialModel(keras.Model):
                 f"{name}: {spec.dtype.name}{_shape_str(spec.shape)}) -> "
                 f"predictions: {out.dtype.name}{_shape_str(out.shape)}"
             )
+
+
+def _to_python(value):
+    value = keras.ops.convert_to_numpy(value)
+    return value.item() if value.ndim == 0 else value
 
 
 def _shape_str(shape):
