@@ -35,6 +35,7 @@ __all__ = [
     "MIN_KERAS",
     "MIN_TENSORFLOW",
     "check_versions",
+    "has_accelerator",
     "num_replicas",
     "replica_id",
     "keras_loss_scale",
@@ -80,6 +81,11 @@ def check_versions() -> None:
         )
 
 
+def has_accelerator() -> bool:
+    """Whether TensorFlow sees a GPU or TPU (public `tf.config`)."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
 # ------------------------------------------------------------ tf.distribute
 def num_replicas() -> int:
     """Replicas in sync under the current strategy (1 outside any strategy)."""
@@ -98,8 +104,9 @@ def keras_loss_scale() -> float:
     """The factor a compiled Keras loss applies to its value under the current strategy.
 
     Keras >= 3.8 divides by the replica count (`keras.losses.Loss.__call__`
-    calls `scale_loss_for_distribution`); 3.0-3.7 did not. Verified on Keras
-    3.7.0, 3.8.0 and 3.15.1 (source and tests/models/test_distribute.py).
+    calls `scale_loss_for_distribution`); 3.0-3.7 did not (read in the sources of
+    3.0.0, 3.5.0, 3.7.0, 3.8.0; run on 3.15.1 in tests/models/test_distribute.py and
+    tests/models/test_multi_worker.py).
     """
     replicas = num_replicas()
     if replicas > 1 and KERAS_VERSION >= (3, 8, 0):

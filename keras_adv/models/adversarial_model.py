@@ -114,10 +114,11 @@ class AdversarialModel(keras.Model):
             so replicas attack their shards with different random starts.
         fuse_passes: run the clean and adversarial training forwards as one
             concatenated batch (one pass of the network instead of two).
-            `None` (default): fuse when the objective differentiates both
-            passes and the base model has no batch-dependent layer
-            (`BatchNormalization`), where fusing is exactly the same
-            computation. `True`: fuse also with BatchNorm, which then
+            `None` (default): fuse on a GPU/TPU when the objective
+            differentiates both passes and the base model has no
+            batch-dependent layer (`BatchNormalization`), where fusing is
+            exactly the same computation; on CPU two passes (measured faster
+            there). `True`: fuse also with BatchNorm, which then
             normalises with the statistics of the mixed clean+adversarial
             batch and updates its moving averages once per step with them
             (the joint-statistics choice); `False`: two separate passes, BatchNorm
@@ -409,9 +410,13 @@ class AdversarialModel(keras.Model):
             return False
         if self.fuse_passes:
             return True
-        # Auto: only where fusing is the very same computation. Batch statistics live in
-        # BatchNormalization (moving statistics are non-trainable weights, so a model with none
-        # has no hidden batch-statistics layer either, even inside custom layers).
+        # Auto: only on an accelerator (on a 2-core CPU one pass over the doubled batch measured
+        # slower than two passes: benchmarks/results/fit_overhead.md), and only where fusing is
+        # the very same computation. Batch statistics live in BatchNormalization (moving
+        # statistics are non-trainable weights, so a model with none has no hidden
+        # batch-statistics layer either, even inside custom layers).
+        if not _compat.has_accelerator():
+            return False
         base = self.base_model
         if base.non_trainable_weights:
             return False
