@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv.attacks.attack import Attack, _check_number, draw_seed
+from keras_adv.attacks.attack import Attack, draw_seed
+from keras_adv.utils.validation import check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
 
@@ -133,41 +134,23 @@ def run_attack(attack: Attack, model, x: np.ndarray, y: np.ndarray, *, epsilon="
     """
     if not isinstance(attack, Attack):
         raise TypeError(f"attacks must be keras_adv.attacks.Attack instances, got {type(attack).__name__}.")
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
     seed_gen = keras.random.SeedGenerator(attack.seed if attack.seed is not None else seed)
     use_default = isinstance(epsilon, str) and epsilon == "default"
     eps = None if use_default else tf.constant(float(epsilon), tf.float32)
 
-    step = _attack_fn(attack, model, use_default)
     out = []
     for i in range(0, len(x), batch_size):
         xb = tf.convert_to_tensor(x[i:i + batch_size])
         yb = tf.convert_to_tensor(y[i:i + batch_size])
         s = draw_seed(seed_gen)
-        out.append((step(xb, yb, s) if use_default else step(xb, yb, eps, s)).numpy())
+        # An eager call runs the attack's own traced function (one per model, held weakly)
+        # and raises its errors unwrapped (e.g. NoInputGradientError).
+        x_adv = attack(model, xb, yb, seed=s) if use_default else attack(model, xb, yb, epsilon=eps, seed=s)
+        out.append(x_adv.numpy())
         if progbar is not None:
             progbar.add(1)
     return np.concatenate(out)
-
-
-_ATTACK_FNS = {}
-
-
-def _attack_fn(attack, model, use_default):
-    """One traced function per (attack, model), reused across ε values and calls."""
-    key = (id(attack), id(model), use_default)
-    entry = _ATTACK_FNS.get(key)
-    if entry is None or entry[0] is not attack or entry[1] is not model:
-        if use_default:
-            fn = tf.function(lambda xb, yb, s: attack(model, xb, yb, seed=s), reduce_retracing=True)
-        else:
-            fn = tf.function(lambda xb, yb, e, s: attack(model, xb, yb, epsilon=e, seed=s),
-                             reduce_retracing=True)
-        entry = (attack, model, fn)
-        if len(_ATTACK_FNS) > 64:
-            _ATTACK_FNS.clear()
-        _ATTACK_FNS[key] = entry
-    return entry[2]
 
 
 def n_batches(n: int, batch_size: int) -> int:

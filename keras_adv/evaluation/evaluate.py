@@ -7,7 +7,9 @@ from typing import Dict, Mapping, Optional, Sequence
 import keras
 import numpy as np
 
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import NoInputGradientError
+from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 from keras_adv.evaluation.report import AttackResult, RobustnessReport
 
@@ -82,8 +84,8 @@ def evaluate_robustness(
     model = _common.load_model(model)
     x, y_raw = _common.to_numpy(data, y, max_examples=max_examples)
     labels = _common.labels_of(y_raw)
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
-    tolerance = _check_number("tolerance", tolerance, minimum=0.0)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
+    tolerance = check_number("tolerance", tolerance, minimum=0.0)
     if not isinstance(attacks, Mapping) or not attacks:
         raise ValueError("`attacks` must be a non-empty dict {name: keras_adv.attacks.Attack}.")
     for name, attack in attacks.items():
@@ -96,7 +98,7 @@ def evaluate_robustness(
                 f"`attacks` mix norms {sorted(norms)} while sharing `epsilons`; ε values of different "
                 "norms are not comparable: evaluate each threat model in its own call."
             )
-        epsilons = sorted({_check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
+        epsilons = sorted({check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
         if not epsilons:
             raise ValueError("`epsilons` must hold at least one budget.")
     if minimal_attack is not None and not isinstance(minimal_attack, Attack):
@@ -118,9 +120,17 @@ def evaluate_robustness(
     bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
 
     results: Dict[str, AttackResult] = {}
+    not_applicable: Dict[str, str] = {}
     for name, attack, eps in plan:
-        x_adv = _common.run_attack(attack, model, x, y_raw, epsilon=eps, batch_size=batch_size,
-                                   seed=seed, progbar=bar)
+        if name in not_applicable:
+            continue
+        try:
+            x_adv = _common.run_attack(attack, model, x, y_raw, epsilon=eps, batch_size=batch_size,
+                                       seed=seed, progbar=bar)
+        except NoInputGradientError:
+            # A masked model: this attack cannot run; report it, keep the others.
+            not_applicable[name] = "the model has no input gradient"
+            continue
         out_adv = _common.predict(model, x_adv, batch_size)
         res = results.setdefault(name, AttackResult(name=name, attack=attack))
         pred_adv = _predicted(out_adv)
@@ -146,6 +156,12 @@ def evaluate_robustness(
             "broken": broken,
         }
 
+    if not results:
+        raise NoInputGradientError(
+            "The model has no gradient with respect to its input, and every attack given needs "
+            f"one ({', '.join(not_applicable)}): add a gradient-free attack such as "
+            "keras_adv.attacks.Square to `attacks`."
+        )
     report = RobustnessReport(
         labels=labels,
         num_classes=int(num_classes),
@@ -157,6 +173,7 @@ def evaluate_robustness(
         minimal=minimal,
         clean_examples=x[:k],
         tolerance=tolerance,
+        not_applicable=not_applicable,
     )
     if diagnose:
         from keras_adv.evaluation import diagnostics

@@ -14,7 +14,8 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 from keras_adv import attacks as attacks_lib
 from keras_adv import losses as losses_lib
-from keras_adv.attacks.attack import _check_number, draw_seed
+from keras_adv.attacks.attack import draw_seed
+from keras_adv.utils.validation import check_number
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
 
@@ -123,8 +124,8 @@ class AdversarialModel(keras.Model):
         self.eval_attack = attacks_lib.get(eval_attack)
         self.objective = objectives_lib.get(objective).name
         self._objective = objectives_lib.get(objective)
-        adv_weight = _check_number("adv_weight", adv_weight, minimum=0.0)
-        self.seed = None if seed is None else _check_number("seed", seed, integer=True)
+        adv_weight = check_number("adv_weight", adv_weight, minimum=0.0)
+        self.seed = None if seed is None else check_number("seed", seed, integer=True)
 
         self._adv_weight = keras.Variable(adv_weight, trainable=False, name="adv_weight", dtype="float32")
         self._epsilon = keras.Variable(self.attack.epsilon, trainable=False, name="epsilon", dtype="float32")
@@ -142,7 +143,7 @@ class AdversarialModel(keras.Model):
 
     @adv_weight.setter
     def adv_weight(self, value):
-        self._adv_weight.assign(_check_number("adv_weight", value, minimum=0.0))
+        self._adv_weight.assign(check_number("adv_weight", value, minimum=0.0))
 
     @property
     def epsilon(self) -> float:
@@ -150,7 +151,7 @@ class AdversarialModel(keras.Model):
 
     @epsilon.setter
     def epsilon(self, value):
-        self._epsilon.assign(_check_number("epsilon", value, minimum=0.0))
+        self._epsilon.assign(check_number("epsilon", value, minimum=0.0))
 
     # -------------------------------------------------------------- model
     def call(self, inputs, training=None):
