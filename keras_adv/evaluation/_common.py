@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from typing import Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv.attacks.attack import Attack, draw_seed
+from keras_adv.attacks import _batches
+from keras_adv.attacks.attack import Attack
 from keras_adv.utils.validation import check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
@@ -87,24 +89,26 @@ def predicted_classes(outputs: np.ndarray) -> np.ndarray:
 
 def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs (inference mode) over `x` in batches, as float32 numpy."""
-    fn = _call_fn(model)
+    fn = call_function(model)
     out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
 
-_CALL_FNS = {}
+# One traced inference function per model, held weakly (a discarded model is freed: issue 13).
+_CALL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _call_fn(model):
-    key = id(model)
-    entry = _CALL_FNS.get(key)
-    if entry is None or entry[0] is not model:
-        fn = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
-        entry = (model, fn)
-        if len(_CALL_FNS) > 64:
-            _CALL_FNS.clear()
-        _CALL_FNS[key] = entry
-    return entry[1]
+def call_function(model):
+    """`fn(x) -> model(x, training=False)`, traced once per model; the model is held weakly."""
+    try:
+        fn = _CALL_FNS.get(model)
+    except TypeError:  # an unhashable / non-weakref-able callable
+        return tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
+    if fn is None:
+        ref = weakref.ref(model)
+        fn = tf.function(lambda xb: ref()(xb, training=False), reduce_retracing=True)
+        _CALL_FNS[model] = fn
+    return fn
 
 
 def to_probs(outputs: np.ndarray) -> np.ndarray:
@@ -125,29 +129,21 @@ def run_attack(attack: Attack, model, x: np.ndarray, y: np.ndarray, *, epsilon="
                batch_size: int = 256, seed: Optional[int] = None, progbar=None) -> np.ndarray:
     """Runs `attack` over numpy `x` in batches, exactly like `Attack.generate`.
 
-    The per-batch seeds come from `keras.random.SeedGenerator(attack.seed)`
-    (or `seed` when the attack has none), drawn in batch order, the same
-    stream `attack.generate` uses, so the results equal a direct
-    `attack.generate(...)` call with the same ε. `epsilon="default"` keeps the
-    attack's own ε; a number overrides it per call (`Attack.__call__`'s
-    `epsilon=`).
+    Batch `k` uses the stateless seed `batch_seed(attack.seed, k)` (or
+    `seed` when the attack has none), as `attack.generate` does, so the
+    results equal a direct `attack.generate(...)` call with the same ε.
+    `epsilon="default"` keeps the attack's own ε; a number overrides it per
+    call (`Attack.__call__`'s `epsilon=`).
     """
     if not isinstance(attack, Attack):
         raise TypeError(f"attacks must be keras_adv.attacks.Attack instances, got {type(attack).__name__}.")
     batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
-    seed_gen = keras.random.SeedGenerator(attack.seed if attack.seed is not None else seed)
-    use_default = isinstance(epsilon, str) and epsilon == "default"
-    eps = None if use_default else tf.constant(float(epsilon), tf.float32)
-
+    base = _batches.base_seed(attack.seed if attack.seed is not None else seed)
+    eps = None if isinstance(epsilon, str) and epsilon == "default" else float(epsilon)
+    step = attack.batch_function(model)
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = tf.convert_to_tensor(x[i:i + batch_size])
-        yb = tf.convert_to_tensor(y[i:i + batch_size])
-        s = draw_seed(seed_gen)
-        # An eager call runs the attack's own traced function (one per model, held weakly)
-        # and raises its errors unwrapped (e.g. NoInputGradientError).
-        x_adv = attack(model, xb, yb, seed=s) if use_default else attack(model, xb, yb, epsilon=eps, seed=s)
-        out.append(x_adv.numpy())
+    for b in _batches.iterate(x, y, batch_size=batch_size, check_float=False):
+        out.append(np.asarray(step(b.x, b.y, eps, _batches.batch_seed(base, b.index))))
         if progbar is not None:
             progbar.add(1)
     return np.concatenate(out)
