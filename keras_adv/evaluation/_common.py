@@ -29,8 +29,13 @@ def load_model(model):
     return model
 
 
-def to_numpy(data, y=None, *, max_examples: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """`(x, y)` numpy arrays from arrays, an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches."""
+def to_numpy(data, y=None, *, max_examples: Optional[int] = None,
+             integer_inputs: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """`(x, y)` numpy arrays from arrays, an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches.
+
+    With `integer_inputs` (token-id attacks such as HotFlip) `x` must hold
+    integers and keeps its dtype; otherwise it must be floating point.
+    """
     if isinstance(data, tf.data.Dataset):
         if y is not None:
             raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")
@@ -55,7 +60,10 @@ def to_numpy(data, y=None, *, max_examples: Optional[int] = None) -> Tuple[np.nd
         if y is None:
             raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
         x, y = np.asarray(data), np.asarray(y)
-    if not np.issubdtype(x.dtype, np.floating):
+    if integer_inputs:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"`data` must hold integer token ids for token attacks, got dtype {x.dtype}.")
+    elif not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"`data` must hold floating-point inputs, got dtype {x.dtype}.")
     if len(x) != len(y):
         raise ValueError(f"`data` and `y` must have the same length, got {len(x)} and {len(y)}.")
@@ -63,7 +71,7 @@ def to_numpy(data, y=None, *, max_examples: Optional[int] = None) -> Tuple[np.nd
         raise ValueError("`data` is empty.")
     if max_examples is not None:
         x, y = x[:max_examples], y[:max_examples]
-    return x.astype(np.float32, copy=False), y
+    return (x if integer_inputs else x.astype(np.float32, copy=False)), y
 
 
 def labels_of(y: np.ndarray) -> np.ndarray:

@@ -80,7 +80,9 @@ def evaluate_robustness(
         A `keras_adv.evaluation.RobustnessReport`.
     """
     model = _common.load_model(model)
-    x, y_raw = _common.to_numpy(data, y, max_examples=max_examples)
+    discrete = bool(attacks) and isinstance(attacks, Mapping) and all(
+        getattr(a, "discrete_inputs", False) for a in attacks.values())
+    x, y_raw = _common.to_numpy(data, y, max_examples=max_examples, integer_inputs=discrete)
     labels = _common.labels_of(y_raw)
     batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
     tolerance = _check_number("tolerance", tolerance, minimum=0.0)
@@ -161,8 +163,10 @@ def evaluate_robustness(
     if diagnose:
         from keras_adv.evaluation import diagnostics
 
-        warnings = diagnostics.check_gradients(model, x[:batch_size], y_raw[:batch_size])
-        warnings += diagnostics.check_determinism(model, x[:batch_size])
+        warnings = []
+        if not discrete:  # input gradients and float inputs do not exist for token ids
+            warnings += diagnostics.check_gradients(model, x[:batch_size], y_raw[:batch_size])
+            warnings += diagnostics.check_determinism(model, x[:batch_size])
         warnings += diagnostics.check_report(report, tolerance=tolerance,
                                              convergence_tolerance=max(tolerance, 0.1))
         report.warnings = warnings

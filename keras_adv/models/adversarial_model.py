@@ -17,6 +17,7 @@ from keras_adv import losses as losses_lib
 from keras_adv.attacks.attack import _check_number, draw_seed
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
+from keras_adv.models.inner_layer import LayerPerturbation, check_attackable_input
 
 __all__ = ["AdversarialModel"]
 
@@ -81,6 +82,12 @@ class AdversarialModel(keras.Model):
         eval_attack: the attack used by `evaluate()`/validation; defaults to
             `attack`.
         seed: seed of the wrapper's random stream (random starts).
+        perturb_layer: the name of an inner layer (typically the
+            `Embedding` of a text model) whose output is attacked instead of
+            the model input; see `keras_adv.models.inner_layer`. The attack's
+            ε and norm then apply per sequence to the embedded input, its
+            `bounds` are not applied there, padding (the layer's mask) is
+            never perturbed, and the inputs may be token ids or strings.
 
     Attributes:
         epsilon: the training attack's current ε (a variable that schedules
@@ -96,6 +103,7 @@ class AdversarialModel(keras.Model):
         objective="ce",
         eval_attack: Optional[attacks_lib.Attack] = None,
         seed: Optional[int] = None,
+        perturb_layer: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -125,6 +133,11 @@ class AdversarialModel(keras.Model):
         self._objective = objectives_lib.get(objective)
         adv_weight = _check_number("adv_weight", adv_weight, minimum=0.0)
         self.seed = None if seed is None else _check_number("seed", seed, integer=True)
+        self._perturbation = None
+        if perturb_layer is not None:
+            self._perturbation = LayerPerturbation(base_model, perturb_layer)
+            perturb_layer = self._perturbation.layer_name
+        self.perturb_layer = perturb_layer
 
         self._adv_weight = keras.Variable(adv_weight, trainable=False, name="adv_weight", dtype="float32")
         self._epsilon = keras.Variable(self.attack.epsilon, trainable=False, name="epsilon", dtype="float32")
@@ -221,16 +234,29 @@ class AdversarialModel(keras.Model):
         return None
 
     def _craft(self, attack, x, y, epsilon, loss=None):
+        """The adversarial input, or with `perturb_layer` the inner layer's perturbation δ."""
         self._check_single_input(x)
+        if self._perturbation is not None:
+            return self._perturbation.craft(attack, x, y, epsilon=epsilon,
+                                            seed=draw_seed(self._seed_generator), loss=loss)
         return attack(self.base_model, x, y, epsilon=epsilon, seed=draw_seed(self._seed_generator), loss=loss)
 
-    @staticmethod
-    def _check_single_input(x):
+    def _adversarial_forward(self, x, x_adv, training):
+        """Outputs on the adversarial input (`x_adv` is δ of the inner layer with `perturb_layer`)."""
+        if self._perturbation is not None:
+            return self._perturbation.forward(x, x_adv, training=training)
+        return self(x_adv, training=training)
+
+    def _check_single_input(self, x):
         if isinstance(x, (list, tuple, dict)):
             raise ValueError(
                 "AdversarialModel attacks a single input tensor; got "
                 f"{type(x).__name__} of inputs."
             )
+        if self._perturbation is not None:
+            return
+        if x.dtype.is_integer or x.dtype == tf.string:
+            check_attackable_input(x, self.perturb_layer)
         if not x.dtype.is_floating:
             raise TypeError(
                 f"Inputs `x` must be floating point (scaled to the attack bounds), got "
@@ -283,7 +309,7 @@ class AdversarialModel(keras.Model):
             y_clean_fixed = self(x, training=False)
         with tf.GradientTape() as tape:
             y_clean = self(x, training=True) if y_clean_fixed is None else y_clean_fixed
-            y_adv = self(x_adv, training=True)
+            y_adv = self._adversarial_forward(x, x_adv, training=True)
             total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
             self._track(x, total, clean, adv)
             scaled = self.optimizer.scale_loss(total) if self.optimizer is not None else total
@@ -302,7 +328,7 @@ class AdversarialModel(keras.Model):
                 self._attack_loss(self.attack, self._objective_attack_loss(x)),
             )
         y_clean = self(x, training=False)
-        y_adv = self(x_adv, training=False)
+        y_adv = self._adversarial_forward(x, x_adv, training=False)
         total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
         self._track(x, total, clean, adv)
         return self.compute_metrics(x, y, y_clean, sample_weight, y_pred_adv=y_adv)
@@ -332,6 +358,8 @@ class AdversarialModel(keras.Model):
             ),
             "seed": self.seed,
         }
+        if self.perturb_layer is not None:
+            config["perturb_layer"] = self.perturb_layer
         return config
 
     @classmethod
