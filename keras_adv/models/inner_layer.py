@@ -209,7 +209,9 @@ class LayerPerturbation:
         mask = tf.stop_gradient(mask)
 
         def head(z, training=False):
-            return self.forward(x, z - e, training=training)
+            # stop_gradient *inside* the call: `z` may be `e` itself (an attack's first
+            # step), and `e − e` would cancel the gradient w.r.t. the watched tensor.
+            return self.forward(x, z - tf.stop_gradient(e), training=training)
 
         z_adv = self.inner_attack(attack)(head, e, y, epsilon=epsilon, seed=seed, loss=loss)
         return tf.stop_gradient((z_adv - e) * mask)
@@ -220,7 +222,9 @@ class LayerPerturbation:
         e = tf.stop_gradient(tf.cast(e, tf.float32))
 
         def head(z, training=False):
-            return self.forward(x, z - e, training=training)
+            # stop_gradient *inside* the call: `z` may be `e` itself (an attack's first
+            # step), and `e − e` would cancel the gradient w.r.t. the watched tensor.
+            return self.forward(x, z - tf.stop_gradient(e), training=training)
 
         grad, objective, outputs = attack.input_gradient(head, e, y, loss_fn)
         return grad * mask, objective, outputs, e, mask
