@@ -100,13 +100,9 @@ def load_text(
     if batch_size is not None:
         out = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     else:
-        xs, ys = [], []
-        for xb, yb in tfds.as_numpy(ds.batch(4096)):
-            xs.append(xb)
-            ys.append(yb)
-        if not xs:
-            raise ValueError(f"Split {split!r} of {name!r} is empty.")
-        out = (np.concatenate(xs), np.concatenate(ys))
+        from keras_adv.datasets.catalog import _as_arrays
+
+        out = _as_arrays(ds, split, name)
     return (out, new_vectorizer) if new_vectorizer is not None else out
 
 

@@ -237,7 +237,7 @@ def check_attackable_input(x, perturb_layer: Optional[str]):
         return
     kind = "strings" if dtype == tf.string else f"{dtype.name} values (token ids?)"
     raise TypeError(
-        f"Inputs `x` are {kind}: an input-space attack needs floating-point inputs. For a text "
+        f"Inputs `x` are {kind}: an input-space attack needs floating point inputs. For a text "
         "model pass `perturb_layer=` (e.g. perturb_layer='embedding') to attack the embedded "
         "sequence, or use keras_adv.attacks.HotFlip on token ids."
     )
