@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv import norms as norms_lib
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 
 __all__ = ["HotFlip", "TokenSubstitutions"]
 
@@ -102,8 +103,12 @@ class HotFlip(Attack):
             kwargs.pop(ignored, None)
         if kwargs:
             raise TypeError(f"HotFlip got unexpected arguments: {sorted(kwargs)}.")
-        k = _check_number("max_substitutions", max_substitutions, minimum=1, integer=True)
-        super().__init__(epsilon=k, targeted=targeted, loss=loss, seed=seed, name=name)
+        k = check_number("max_substitutions", max_substitutions, minimum=1, integer=True)
+        from keras_adv import domains
+
+        # Token ids are non-negative integers; the norm placeholder is replaced below.
+        super().__init__(epsilon=k, norm="l2", domain=domains.Box(0.0, float("inf")), targeted=targeted,
+                         loss=loss, seed=seed, name=name)
         self.norm = TokenSubstitutions()
         self.max_substitutions = k
         if layer is not None and not isinstance(layer, str):
@@ -114,7 +119,7 @@ class HotFlip(Attack):
         self.candidates = _candidate_table(candidates)
         self.allowed_tokens = _token_list("allowed_tokens", allowed_tokens)
         self.protected_tokens = _token_list("protected_tokens", protected_tokens) or []
-        self.top_k = _check_number("top_k", top_k, minimum=1, integer=True)
+        self.top_k = check_number("top_k", top_k, minimum=1, integer=True)
         self._perturbations = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ checks
@@ -169,7 +174,7 @@ class HotFlip(Attack):
         y = self._validate_y(y, x)
         k = self.max_substitutions if epsilon is None else epsilon
         if isinstance(k, (int, float)):
-            _check_number("epsilon", k, minimum=0.0)
+            check_number("epsilon", k, minimum=0.0)
         k = tf.cast(tf.round(tf.cast(k, tf.float32)), tf.int32)
         loss_fn = losses_lib.per_example(loss if loss is not None else self.loss) or losses_lib.crossentropy
         return tf.stop_gradient(self._flip(model, x, y, k, loss_fn))

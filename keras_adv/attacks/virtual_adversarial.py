@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 
 from keras_adv import norms as norms_lib
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 
 __all__ = ["VirtualAdversarial"]
 
@@ -56,8 +57,8 @@ class VirtualAdversarial(Attack):
     def __init__(self, epsilon: float, *, xi: float = 1e-6, power_iterations: int = 1,
                  norm="l2", **kwargs):
         super().__init__(epsilon=epsilon, norm=norm, **kwargs)
-        self.xi = _check_number("xi", xi, minimum=0.0, strict=True)
-        self.power_iterations = _check_number("power_iterations", power_iterations, minimum=1, integer=True)
+        self.xi = check_number("xi", xi, minimum=0.0, strict=True)
+        self.power_iterations = check_number("power_iterations", power_iterations, minimum=1, integer=True)
 
     def power_iteration(self, model, x, y, d, loss_fn):
         """One power-iteration step from direction `d`: `∇_r L(x + ξ·d̂)` normalised to unit L2."""

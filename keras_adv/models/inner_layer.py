@@ -34,9 +34,6 @@ from keras_adv import _compat
 
 __all__ = ["LayerPerturbation", "find_layer"]
 
-# The inner attack's box: effectively unbounded (an embedding has no natural range).
-_UNBOUNDED = (-1e30, 1e30)
-
 
 def _all_layers(model):
     """Every layer reachable from `model` (depth first, each once)."""
@@ -184,17 +181,22 @@ class LayerPerturbation:
 
     # -------------------------------------------------------------- attack
     def inner_attack(self, attack):
-        """A copy of `attack` for the layer's output: no box (`bounds`), no input-range checks.
+        """A copy of `attack` for the layer's output: an unbounded domain, no input-range checks.
 
         The budget (ε, norm) and every other hyper-parameter are unchanged.
         """
         key = id(attack)
         entry = self._inner_attacks.get(key)
         if entry is None or entry[0] is not attack:
+            from keras_adv import domains
+
             config = dict(attack.get_config())
-            config["bounds"] = list(_UNBOUNDED)
+            config.pop("bounds", None)
+            config.pop("domain", None)
             config["check_inputs"] = False
-            entry = (attack, type(attack).from_config(config))
+            clone = type(attack).from_config(config)
+            clone.domain = domains.Box(-float("inf"), float("inf"))
+            entry = (attack, clone)
             self._inner_attacks[key] = entry
         return entry[1]
 
