@@ -194,7 +194,7 @@ def test_save_load_and_export_in_a_fresh_process(tmp_path):
         vec.adapt(texts)
         for name, x, base in [
             ("ids", task.x, ka.models.presets.text_classifier(50, 2, sequence_length=12, width=8, embedding_dim=8)),
-            ("strings", texts, ka.models.presets.text_classifier(vec.vocabulary_size(), 2, vectorizer=vec,
+            ("strings", tf.constant(texts), ka.models.presets.text_classifier(vec.vocabulary_size(), 2, vectorizer=vec,
                                                                  width=8, embedding_dim=8))]:
             model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=1.0, norm="l2", steps=2),
                                         perturb_layer="embedding", seed=0)
@@ -212,7 +212,7 @@ def test_save_load_and_export_in_a_fresh_process(tmp_path):
         import numpy as np, keras, tensorflow as tf
         import keras_adv as ka
         x = np.load(r"{tmp_path}/x.npy"); texts = np.load(r"{tmp_path}/texts.npy"); y = np.load(r"{tmp_path}/y.npy")
-        for name, inp in [("ids", x), ("strings", texts)]:
+        for name, inp in [("ids", x), ("strings", tf.constant(texts))]:
             model = keras.models.load_model(r"{tmp_path}/" + name + ".keras")
             assert isinstance(model, ka.AdversarialModel) and model.perturb_layer == "embedding"
             ref = np.load(r"{tmp_path}/" + name + "_pred.npy")
