@@ -207,7 +207,7 @@ def test_console_script_is_declared():
     import configparser
 
     cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.cfg"))
+    cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "setup.cfg"))
     assert "keras-adv = keras_adv.cli:main" in cfg["options.entry_points"]["console_scripts"]
 
 

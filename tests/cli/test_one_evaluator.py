@@ -37,16 +37,16 @@ def softmax_model(tmp_path_factory):
 def test_cli_evaluate_equals_evaluate_robustness(softmax_model, tmp_path):
     out = tmp_path / "eval"
     assert cli.main(["evaluate", str(softmax_model), "--attacks", "fgsm,pgd", "--epsilons", "0,0.1,0.2",
-                     "--steps", "5", "--restarts", "2", "--limit", "60", "--seed", "7", "--output", str(out),
+                     "--steps", "3", "--restarts", "2", "--limit", "40", "--seed", "7", "--output", str(out),
                      "--quiet"]) == 0
     from_cli = json.loads((out / "robustness.json").read_text())
 
     model = keras.models.load_model(softmax_model)
-    x, y = ka.datasets.load("digits", "test", limit=60)
+    x, y = ka.datasets.load("digits", "test", limit=40)
     direct = ka.evaluate_robustness(
         model, x, y, epsilons=[0.0, 0.1, 0.2], seed=7,
         attacks={"fgsm": ka.attacks.FGSM(epsilon=0.2, seed=7),
-                 "pgd": ka.attacks.PGD(epsilon=0.2, steps=5, restarts=2, seed=7)}).to_dict()
+                 "pgd": ka.attacks.PGD(epsilon=0.2, steps=3, restarts=2, seed=7)}).to_dict()
     assert _numbers(from_cli) == _numbers(direct)  # identical, not approximately equal
     assert 0.0 < from_cli["clean_accuracy"] <= 1.0 and from_cli["attacks"]["pgd"]["results"][2]["robust_accuracy"] < 1.0
 
