@@ -22,9 +22,10 @@ def fit_verbosity(verbose: bool) -> int:
 
 
 def attack_verbosity(verbose: bool) -> int:
-    """`verbose` for `evaluate_robustness`: its live progress bar only on a terminal.
+    """`verbose` for `evaluate_robustness`: on a terminal 2 (its live bar and the progress lines of attacks
+    that report progress, e.g. AutoAttack per sub-attack), else 0.
 
     In a file or a pipe a live bar is one long line of carriage returns and
     colour codes; there the command prints its own plain lines instead.
     """
-    return 1 if verbose and _terminal() else 0
+    return 2 if verbose and _terminal() else 0

@@ -87,6 +87,8 @@ def run(args) -> int:
     for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps)):
         if value < 1:
             raise CLIError(f"{name} must be >= 1, got {value}.")
+    if args.judge_limit is not None and args.judge_limit < 0:
+        raise CLIError(f"--judge-limit must be >= 0 (0 = all test images), got {args.judge_limit}.")
     if not args.learning_rate > 0:
         raise CLIError(f"--learning-rate must be > 0, got {args.learning_rate:g}.")
     if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
@@ -105,7 +107,7 @@ def run(args) -> int:
     inputs.check_data(x_test, f"the {meta.name} test split")
     attack = make_attack(args.attack, epsilon, steps=args.steps, seed=args.seed, options=options)
     judges = _judges(args, epsilon)
-    judge_limit = len(x_test) if args.judge_limit is None else min(args.judge_limit, len(x_test))
+    judge_limit = len(x_test) if not args.judge_limit else min(args.judge_limit, len(x_test))
 
     width = args.width if args.width is not None else RECIPE_WIDTH.get(args.model.lower())
     if width is not None and width < 1:

@@ -15,7 +15,7 @@ from keras_adv import cli
 TINY_TRAIN = ["train", "--epochs", "1", "--limit", "128", "--test-limit", "40", "--steps", "2",
               "--eval-steps", "3", "--eval-restarts", "1", "--batch-size", "32", "--quiet",
               # the pre-issue-9 defaults (the defaults are now the slower best recipe, judged by AutoAttack too)
-              "--objective", "ce", "--adv-weight", "1", "--width", "32", "--judges", "pgd"]
+              "--objective", "ce", "--adv-weight", "1", "--width", "32", "--judges", "pgd", "--validation"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -75,13 +75,13 @@ def test_line_per_epoch_when_output_is_not_a_terminal(monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     assert progress.fit_verbosity(True) == 1
     assert progress.fit_verbosity(False) == 0
-    assert progress.attack_verbosity(True) == 1
+    assert progress.attack_verbosity(True) == 2
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
     assert progress.attack_verbosity(True) == 0
 
 
 SMALL = ["--epochs", "1", "--limit", "64", "--test-limit", "16", "--steps", "1", "--eval-steps", "2",
-         "--eval-restarts", "1", "--batch-size", "32", "--width", "8", "--judges", "pgd", "--no-validation"]
+         "--eval-restarts", "1", "--batch-size", "32", "--width", "8", "--judges", "pgd"]
 
 
 def test_train_refuses_a_used_output_folder_unless_overwrite(tmp_path, capsys):
