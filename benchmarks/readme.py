@@ -36,13 +36,13 @@ def _load(name):
 def first_command() -> str:
     r = _load("first_command.json")
     judges = ", ".join(f"{name} {acc:.3f}" for name, acc in r["robust_accuracy_per_judge"].items())
-    subset = ("all" if r["judged_examples"] == r["test_examples"]
+    subset = (f"all {r['test_examples']}" if r["judged_examples"] == r["test_examples"]
               else f"the first {r['judged_examples']} of the {r['test_examples']}")
     load = r["load_average_at_start"][0]
     return (
         f"It prints **clean {r['clean_accuracy']:.3f} / robust {r['robust_accuracy']:.3f}**: {r['recipe']} on "
         f"{r['model']}, trained on the {r['train_examples']} training digits and judged on {subset} "
-        f"{r['test_examples']} test digits by attacks stronger than the training one ({r['judge']}); robust "
+        f"test digits by attacks stronger than the training one ({r['judge']}); robust "
         f"counts a digit only if it is classified correctly clean and under every judge (per judge: {judges}). "
         f"Measured by `benchmarks/first_command.py`: {r['wall_seconds'] / 60:.1f} minutes wall-clock "
         f"(training {r['train_seconds']:.0f} s, judging {r['judge_seconds']:.0f} s) on a {r['cores']}-core "
