@@ -14,13 +14,17 @@ def _load():
     """Imports the library: what `import keras_adv` does (everywhere but the `keras-adv` command, see below)."""
     _loading.append(True)
     try:
+        from keras_adv import _compat
+
+        _compat.check_versions()  # one line naming the version needed, before anything else imports Keras
+
         from keras_adv import attacks, callbacks, datasets, detection, evaluation, layers, losses, metrics, models, norms
         from keras_adv import augmentation
         from keras_adv.evaluation import evaluate_robustness
         from keras_adv.models import AdversarialModel, objectives
         from keras_adv.models import FreeAdversarialModel
 
-        globals().update((k, v) for k, v in locals().items())
+        globals().update((k, v) for k, v in locals().items() if k != "_compat")
     finally:
         _loading.clear()
 
