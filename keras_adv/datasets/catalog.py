@@ -183,8 +183,17 @@ def _ensure_available(tfds, meta, data_dir, download):
     Without this, a machine with no network waits ~3.5 minutes on TensorFlow
     Datasets' download retries and ends in a `requests` traceback.
     """
-    builder = tfds.builder(meta.tfds_name, data_dir=data_dir)
-    if builder.is_prepared():
+    import logging
+
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # "Variant folder ... has no dataset_info.json": it is not there yet
+    try:
+        builder = tfds.builder(meta.tfds_name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    finally:
+        absl_logger.setLevel(level)
+    if prepared:
         return
     if getattr(type(builder).download_and_prepare, "__module__", "").startswith("tensorflow_datasets.testing"):
         return  # inside `tfds.testing.mock_data`: nothing is downloaded
