@@ -89,7 +89,7 @@ def attack_label(attack) -> str:
     """A short human name: `PGD-50 x3 restarts, eps=0.2 (linf)`."""
     name = type(attack).__name__
     steps, restarts = getattr(attack, "steps", None), getattr(attack, "restarts", None)
-    if steps and name not in ("FGSM",):
+    if steps and steps > 1:
         name += f"-{steps}"
     if restarts and restarts > 1:
         name += f" x{restarts} restarts"

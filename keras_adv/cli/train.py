@@ -70,7 +70,7 @@ def _judge_name(attack) -> str:
     steps, restarts = getattr(attack, "steps", None), getattr(attack, "restarts", None)
     if name == "AutoAttack":
         return name
-    if steps and name != "FGSM":
+    if steps and steps > 1:
         name += f"-{steps}"
     if restarts and restarts > 1:
         name += f"x{restarts}"
