@@ -4,7 +4,7 @@ Wrap any Keras model in `keras_adv.AdversarialModel` and `fit` trains it on
 clean and adversarial examples crafted on the fly.
 """
 
-from keras_adv import attacks, callbacks, datasets, detection, evaluation, layers, losses, metrics, models, norms
+from keras_adv import attacks, callbacks, datasets, detection, domains, evaluation, layers, losses, metrics, models, norms
 from keras_adv import augmentation
 from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
@@ -20,6 +20,7 @@ __all__ = [
     "callbacks",
     "datasets",
     "detection",
+    "domains",
     "evaluate_robustness",
     "evaluation",
     "layers",
