@@ -111,7 +111,7 @@ class CAPGD(ConstrainedAttack):
             return self.objective(loss_fn, y, outputs) - weight * space.penalty(z), outputs
 
         def project(z):
-            return space.project(x, z, epsilon, norm)
+            return space.budget_project(x, z, epsilon, norm)
 
         def evaluate(z):
             (obj, outputs), grad = _scores.input_gradient_of(objective, z, name)

@@ -86,7 +86,7 @@ class ConstrainedAttack(Attack):
 
     def enforce_budget(self, x, x_adv, epsilon):
         """Projects and repairs into the domain; any record still invalid falls back to `x`."""
-        x_adv = self.domain.project(x, tf.cast(x_adv, x.dtype), epsilon, self.norm)
+        x_adv = self.domain.budget_project(x, tf.cast(x_adv, x.dtype), epsilon, self.norm)
         valid = self.domain.is_valid(x_adv, x, epsilon, self.norm)
         return tf.where(valid[:, None], x_adv, x)
 

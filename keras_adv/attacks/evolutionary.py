@@ -107,7 +107,7 @@ class Evolutionary(ConstrainedAttack):
         s_init, s_loop = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         delta = norm.random_start(tf.shape(x_rep), eps, s_init, dtype) * scale * movable
         first = tf.reshape(tf.one_hot(tf.zeros([batch], tf.int32) , P, dtype=dtype), [-1, 1])
-        pop = space.project(x_rep, x_rep + delta * (1.0 - first), eps, norm)  # individual 0: the clean record
+        pop = space.budget_project(x_rep, x_rep + delta * (1.0 - first), eps, norm)  # individual 0: the clean record
         fit = fitness(pop)
 
         def body(g, pop, fit, key):
@@ -134,7 +134,7 @@ class Evolutionary(ConstrainedAttack):
                     cat[grp] = 1.0
                 cat = tf.constant(cat, dtype)
                 child = child * (1.0 - flip * cat) + flip * cat * redraw  # argmax of a random draw
-            child = space.project(x_rep, child, eps, norm)
+            child = space.budget_project(x_rep, child, eps, norm)
             child_fit = fitness(child)
             # elitist survival among parents and children
             both = tf.concat([tf.reshape(pop, [batch, P, n]), tf.reshape(child, [batch, P, n])], axis=1)

@@ -263,6 +263,42 @@ class FeatureSpace:
                 ok &= self.distance(x_adv, x, norm) <= tf.cast(epsilon, dtype) * (1 + 1e-6) + 1e-7
         return ok
 
+    # ------------------------------------------------------ Domain hooks
+    def validate(self, x):
+        """The `Domain` hook: `check(x)`."""
+        return self.check(x, argument="x")
+
+    def project(self, x_adv, x=None):
+        """The `Domain` hook: `repair(x_adv, x)` with integers rounded towards `x` (never farther from it).
+
+        Derived features recomputed by a relation's repair may move farther
+        from `x` than `x_adv` was (they follow the features they depend on);
+        the constrained attacks measure their budget without them.
+        """
+        if x is None:
+            x = x_adv
+        return self.repair(x_adv, x, toward=True)
+
+    def restrict(self, delta, x=None):
+        """The `Domain` hook: zero on the features a step cannot move (immutable, derived)."""
+        return delta * self._const(self.step_mask, delta.dtype)
+
+    def contains(self, x):
+        """The `Domain` hook: per-example membership (without budget or immutability)."""
+        return self.is_valid(tf.convert_to_tensor(x, tf.float32))
+
+    @property
+    def bounds(self):
+        return (self.lower, self.upper)
+
+    @property
+    def is_scalar(self) -> bool:
+        return False
+
+    @property
+    def width(self) -> float:
+        return float(np.max(self.upper.astype(np.float64) - self.lower.astype(np.float64)))
+
     # ---------------------------------------------------------- attack ops
     def distance(self, x_adv, x, norm):
         """Per-example scaled distance over the budgeted features, in `norm`."""
@@ -285,9 +321,9 @@ class FeatureSpace:
     def random_start(self, x, epsilon, norm, seed):
         """A random point of the budget ball around `x` (then projected into the space)."""
         delta = norm.random_start(tf.shape(x), epsilon, seed, x.dtype) * self._const(self.scale, x.dtype)
-        return self.project(x, x + delta * self._const(self.step_mask, x.dtype), epsilon, norm)
+        return self.budget_project(x, x + delta * self._const(self.step_mask, x.dtype), epsilon, norm)
 
-    def project(self, x, x_adv, epsilon, norm):
+    def budget_project(self, x, x_adv, epsilon, norm):
         """Budget projection then repair: the budgeted features return to the scaled ε-ball around `x`."""
         x_adv = tf.cast(x_adv, x.dtype)
         if epsilon is not None:
@@ -297,11 +333,11 @@ class FeatureSpace:
             x_adv = x + d + (x_adv - x) * (1.0 - mask)
         return self.repair(x_adv, x, epsilon=epsilon, norm=norm)
 
-    def repair(self, x_adv, x, *, epsilon=None, norm=None):
+    def repair(self, x_adv, x, *, epsilon=None, norm=None, toward: bool = False):
         """Clips to bounds, freezes immutable features, re-projects one-hot groups, rounds integers, recomputes derived features.
 
         Integer features are rounded to the nearest integer, or towards `x`
-        where rounding would leave the budget. Relations without a repair are
+        where rounding would leave the budget (always with `toward=True`). Relations without a repair are
         not enforced here (attacks penalise them and return only valid records).
         """
         dtype = x.dtype
@@ -320,11 +356,13 @@ class FeatureSpace:
             lo_i = tf.math.ceil(tf.gather(lo, idx))
             hi_i = tf.floor(tf.gather(hi, idx))
             rounded = tf.clip_by_value(tf.round(v), lo_i, hi_i)
-            if epsilon is not None and norm is not None:
-                toward = v0 + tf.where(v >= v0, tf.floor(v - v0), tf.math.ceil(v - v0))
+            to_x = v0 + tf.where(v >= v0, tf.floor(v - v0), tf.math.ceil(v - v0))
+            if toward:
+                rounded = to_x
+            elif epsilon is not None and norm is not None:
                 cand = _set_columns(x_adv, idx, rounded, n)
                 over = self.distance(cand, x, norm) > tf.cast(epsilon, dtype) * (1 + 1e-6)
-                rounded = tf.where(over[:, None], toward, rounded)
+                rounded = tf.where(over[:, None], to_x, rounded)
             x_adv = _set_columns(x_adv, idx, rounded, n)
         for rel in self.relations:
             if rel.repair is not None:
@@ -341,8 +379,14 @@ class FeatureSpace:
             raise ValueError(f"The input dict lacks the FeatureSpace features {missing}; it has {sorted(inputs)}.")
         cols = []
         for k in self.names:
-            v = tf.cast(inputs[k], tf.float32)
-            cols.append(tf.reshape(v, [tf.shape(v)[0], -1]))
+            v = tf.convert_to_tensor(inputs[k])
+            if v.shape.rank is not None and (v.shape.rank > 2 or (v.shape.rank == 2 and v.shape[-1] not in (1, None))):
+                raise ValueError(f"Dict input {k!r} must hold one number per record, shape (batch,) or (batch, 1); "
+                                 f"got shape {v.shape}.")
+            if not (v.dtype.is_floating or v.dtype.is_integer):
+                raise TypeError(f"Dict input {k!r} is named by the FeatureSpace but has dtype {v.dtype.name}; "
+                                "only numeric features can be attacked (leave strings out of `names`).")
+            cols.append(tf.reshape(tf.cast(v, tf.float32), [-1, 1]))
         return tf.concat(cols, axis=1)
 
     def unflatten(self, flat, inputs):

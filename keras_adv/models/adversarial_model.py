@@ -221,6 +221,9 @@ class AdversarialModel(keras.Model):
         return None
 
     def _craft(self, attack, x, y, epsilon, loss=None):
+        if isinstance(x, dict) and getattr(attack, "accepts_dict_inputs", False):
+            # named feature inputs: the attack moves the features its domain names (a FeatureSpace)
+            return attack(self.base_model, x, y, epsilon=epsilon, seed=draw_seed(self._seed_generator), loss=loss)
         self._check_single_input(x)
         return attack(self.base_model, x, y, epsilon=epsilon, seed=draw_seed(self._seed_generator), loss=loss)
 
@@ -255,7 +258,7 @@ class AdversarialModel(keras.Model):
         return total, clean, adv
 
     def _track(self, x, total, clean, adv):
-        batch = tf.shape(x)[0]
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
         unscale = _keras_loss_module.unscale_loss_for_distribution
         self._loss_tracker.update_state(unscale(total), sample_weight=batch)
         self._clean_loss_tracker.update_state(unscale(clean), sample_weight=batch)
