@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
+
 from keras_adv.attacks import _scores
 from keras_adv.attacks.attack import _check_number
 from keras_adv.attacks.constrained import ConstrainedAttack
@@ -78,6 +80,7 @@ class CAPGD(ConstrainedAttack):
         if self.momentum > 1.0:
             raise ValueError(f"`momentum` must be in [0, 1], got {momentum!r}.")
 
+    @_no_autograph
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         seeds = tf.random.experimental.stateless_split(seed, self.restarts)
         best, best_ok, best_obj = self._single_run(model, x, y, epsilon, x, loss_fn)
@@ -94,6 +97,7 @@ class CAPGD(ConstrainedAttack):
         )
         return best
 
+    @_no_autograph
     def _single_run(self, model, x, y, epsilon, x0, loss_fn):
         """One CAPGD run from `x0`. Returns (x_adv, valid success, objective)."""
         space, norm = self.domain, self.norm
@@ -108,13 +112,20 @@ class CAPGD(ConstrainedAttack):
 
         def objective(z):
             outputs = model(z, training=False)
-            return self.objective(loss_fn, y, outputs) - weight * space.penalty(z), outputs
+            return self.objective(loss_fn, y, outputs), outputs
 
         def project(z):
             return space.budget_project(x, z, epsilon, norm)
 
         def evaluate(z):
+            # the model's gradient (the one place that reports "no gradient"), then the penalty's
             (obj, outputs), grad = _scores.input_gradient_of(objective, z, name)
+            if space.relations and self.penalty_weight > 0:
+                with tf.GradientTape() as tape:
+                    tape.watch(z)
+                    penalty = space.penalty(z)
+                grad = grad - weight * tape.gradient(penalty, z, unconnected_gradients="zero")
+                obj = obj - weight * penalty
             valid = space.is_valid(z, x, epsilon, norm)
             return obj, grad, self.is_successful(outputs, y) & valid, valid
 

@@ -19,6 +19,8 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
+
 from keras_adv.attacks.attack import Attack
 from keras_adv.domains.feature_space import FeatureSpace
 
@@ -68,6 +70,7 @@ class ConstrainedAttack(Attack):
             return {k: tf.stop_gradient(v) for k, v in space.unflatten(adv, inputs).items()}
         return super().__call__(model, x, y, epsilon=epsilon, seed=seed, loss=loss)
 
+    @_no_autograph
     def _validate_x(self, x):
         if not tf.is_tensor(x):
             x = tf.convert_to_tensor(x)
@@ -84,6 +87,7 @@ class ConstrainedAttack(Attack):
             x = self.domain.check(x, argument="x")
         return x
 
+    @_no_autograph
     def enforce_budget(self, x, x_adv, epsilon):
         """Projects and repairs into the domain; any record still invalid falls back to `x`."""
         x_adv = self.domain.budget_project(x, tf.cast(x_adv, x.dtype), epsilon, self.norm)

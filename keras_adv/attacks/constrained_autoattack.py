@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import keras
+import tensorflow as tf
+
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
 from keras_adv.attacks.attack import Attack, _check_number
 from keras_adv.attacks.autoattack import cascade
@@ -94,6 +97,7 @@ class ConstrainedAutoAttack(ConstrainedAttack):
         return Evolutionary(self.epsilon, generations=self.generations, population=self.population,
                             name="evolutionary", **common)
 
+    @_no_autograph
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         return cascade(self.attacks, model, x, y, epsilon, seed, self.is_successful)
 

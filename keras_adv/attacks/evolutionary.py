@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
+
 from keras_adv.attacks import _scores
 from keras_adv.attacks.attack import _check_number
 from keras_adv.attacks.constrained import ConstrainedAttack
@@ -78,6 +80,7 @@ class Evolutionary(ConstrainedAttack):
             raise ValueError(f"`mutation_rate` must be in [0, 1], got {mutation_rate!r}.")
         self.mutation_scale = _check_number("mutation_scale", mutation_scale, minimum=0.0, strict=True)
 
+    @_no_autograph
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         space, norm = self.domain, self.norm
         dtype = x.dtype

@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
+
 from keras_adv.domains.feature_space import FeatureSpace
 from keras_adv.domains.relations import LessEqual, Relation
 
@@ -97,10 +99,12 @@ _F = {name: i for i, name in enumerate(FLOW_FEATURES)}
 _PORTS = np.array([22, 25, 53, 80, 123, 443, 445, 3389, 8080], dtype=np.float32)
 
 
+@_no_autograph
 def _packets(x):
     return x[:, _F["fwd_packets"]] + x[:, _F["bwd_packets"]]
 
 
+@_no_autograph
 def _set(x, j, value):
     n = len(FLOW_FEATURES)
     onehot = tf.one_hot(j, n, dtype=x.dtype)
@@ -108,34 +112,40 @@ def _set(x, j, value):
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
+@_no_autograph
 def flow_bytes_relation(x):
     """`total_bytes / (packets · mean_packet_size) − 1` (= 0)."""
     return x[:, _F["total_bytes"]] / (_packets(x) * x[:, _F["mean_packet_size"]]) - 1.0
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
+@_no_autograph
 def flow_bytes_repair(x):
     return _set(x, _F["total_bytes"], _packets(x) * x[:, _F["mean_packet_size"]])
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
+@_no_autograph
 def flow_packet_rate_relation(x):
     """`packets_per_s · duration / packets − 1` (= 0)."""
     return x[:, _F["packets_per_s"]] * x[:, _F["duration"]] / _packets(x) - 1.0
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
+@_no_autograph
 def flow_packet_rate_repair(x):
     return _set(x, _F["packets_per_s"], _packets(x) / x[:, _F["duration"]])
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
+@_no_autograph
 def flow_byte_rate_relation(x):
     """`bytes_per_s · duration / total_bytes − 1` (= 0)."""
     return x[:, _F["bytes_per_s"]] * x[:, _F["duration"]] / x[:, _F["total_bytes"]] - 1.0
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
+@_no_autograph
 def flow_byte_rate_repair(x):
     return _set(x, _F["bytes_per_s"], x[:, _F["total_bytes"]] / x[:, _F["duration"]])
 

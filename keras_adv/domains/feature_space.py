@@ -32,6 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
+
 from keras_adv.domains.checker import check_examples
 from keras_adv.domains.relations import Relation
 
@@ -239,6 +241,7 @@ class FeatureSpace:
             raise ValueError(result.messages[0])
         return x
 
+    @_no_autograph
     def is_valid(self, x_adv, x=None, epsilon=None, norm=None):
         """In-graph per-example validity (bounds, immutables, integers, one-hot, relations, budget)."""
         dtype = x_adv.dtype
@@ -268,6 +271,7 @@ class FeatureSpace:
         """The `Domain` hook: `check(x)`."""
         return self.check(x, argument="x")
 
+    @_no_autograph
     def project(self, x_adv, x=None):
         """The `Domain` hook: `repair(x_adv, x)` with integers rounded towards `x` (never farther from it).
 
@@ -279,6 +283,7 @@ class FeatureSpace:
             x = x_adv
         return self.repair(x_adv, x, toward=True)
 
+    @_no_autograph
     def restrict(self, delta, x=None):
         """The `Domain` hook: zero on the features a step cannot move (immutable, derived)."""
         return delta * self._const(self.step_mask, delta.dtype)
@@ -300,17 +305,20 @@ class FeatureSpace:
         return float(np.max(self.upper.astype(np.float64) - self.lower.astype(np.float64)))
 
     # ---------------------------------------------------------- attack ops
+    @_no_autograph
     def distance(self, x_adv, x, norm):
         """Per-example scaled distance over the budgeted features, in `norm`."""
         d = (x_adv - x) / self._const(self.scale, x.dtype) * self._const(self.budget_mask, x.dtype)
         return norm.norm(d)
 
+    @_no_autograph
     def ascent_direction(self, grad, norm):
         """The steepest-ascent step for `grad` in the scaled metric, zero on features that cannot move."""
         scale = self._const(self.scale, grad.dtype)
         g = grad * scale * self._const(self.step_mask, grad.dtype)
         return norm.normalize(g) * scale
 
+    @_no_autograph
     def penalty(self, x):
         """Differentiable per-example total relation violation (0 when every relation holds exactly)."""
         total = tf.zeros([tf.shape(x)[0]], tf.float32)
@@ -318,11 +326,13 @@ class FeatureSpace:
             total += rel.violation(x)
         return total
 
+    @_no_autograph
     def random_start(self, x, epsilon, norm, seed):
         """A random point of the budget ball around `x` (then projected into the space)."""
         delta = norm.random_start(tf.shape(x), epsilon, seed, x.dtype) * self._const(self.scale, x.dtype)
         return self.budget_project(x, x + delta * self._const(self.step_mask, x.dtype), epsilon, norm)
 
+    @_no_autograph
     def budget_project(self, x, x_adv, epsilon, norm):
         """Budget projection then repair: the budgeted features return to the scaled ε-ball around `x`."""
         x_adv = tf.cast(x_adv, x.dtype)
@@ -333,6 +343,7 @@ class FeatureSpace:
             x_adv = x + d + (x_adv - x) * (1.0 - mask)
         return self.repair(x_adv, x, epsilon=epsilon, norm=norm)
 
+    @_no_autograph
     def repair(self, x_adv, x, *, epsilon=None, norm=None, toward: bool = False):
         """Clips to bounds, freezes immutable features, re-projects one-hot groups, rounds integers, recomputes derived features.
 
@@ -370,6 +381,7 @@ class FeatureSpace:
         return x_adv
 
     # ------------------------------------------------------ dict inputs
+    @_no_autograph
     def flatten(self, inputs):
         """The `(batch, n_features)` float32 view of a dict of feature tensors (keys = `names`)."""
         if self.names is None:
@@ -389,6 +401,7 @@ class FeatureSpace:
             cols.append(tf.reshape(tf.cast(v, tf.float32), [-1, 1]))
         return tf.concat(cols, axis=1)
 
+    @_no_autograph
     def unflatten(self, flat, inputs):
         """`inputs` with the FeatureSpace features replaced by the columns of `flat` (same shapes and dtypes)."""
         out = dict(inputs)

@@ -22,22 +22,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+_no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
+
 __all__ = ["Relation", "LessEqual"]
 
 _KINDS = ("<=", "==")
 
 
 def _serialize_fn(fn, what):
-    try:
-        config = keras.saving.serialize_keras_object(fn)
-    except Exception as e:  # noqa: BLE001 - re-raised with the argument named
-        raise ValueError(f"{what} cannot be serialized ({e}).") from None
     if callable(fn) and getattr(fn, "__name__", "") == "<lambda>":
         raise ValueError(
             f"{what} is a lambda and cannot be serialized: define it as a function decorated with "
             "`@keras.saving.register_keras_serializable()` (or use keras_adv.domains.LessEqual)."
         )
-    return config
+    try:
+        return keras.saving.serialize_keras_object(fn)
+    except Exception as e:  # noqa: BLE001 - re-raised with the argument named
+        raise ValueError(f"{what} cannot be serialized ({e}).") from None
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
@@ -58,6 +59,7 @@ class LessEqual:
             )
         self.margin = float(margin)
 
+    @_no_autograph
     def __call__(self, x):
         x = tf.convert_to_tensor(x)
         return tf.gather(x, self.left, axis=1) - tf.gather(x, self.right, axis=1) - self.margin
@@ -118,11 +120,13 @@ class Relation:
         self.outputs = [int(i) for i in (outputs or [])]
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
 
+    @_no_autograph
     def values(self, x):
         """`fn(x)` as a float32 `(batch, k)` tensor."""
         v = tf.cast(self.fn(x), tf.float32)
         return tf.reshape(v, [tf.shape(v)[0], -1])
 
+    @_no_autograph
     def violation(self, x):
         """Per-example differentiable violation ≥ 0, zero when satisfied exactly: Σ relu(g) or Σ |h|."""
         v = self.values(x)
