@@ -78,8 +78,12 @@ def train(x, y, space, eps, epochs, adversarial):
 
 
 def unconstrained(space, x_train):
-    """An image-style threat model on a table: every feature moves by ε × its training range, nothing else holds."""
-    scale = FeatureSpace.from_data(x_train).scale
+    """An image-style threat model on a table: a superset of `space`'s threat model with nothing else holding.
+
+    The budgeted features keep their scale; every other feature (immutable,
+    derived, one-hot) may also move, by ε × its training range.
+    """
+    scale = np.where(space.budget_mask, space.scale, FeatureSpace.from_data(x_train).scale)
     return FeatureSpace(lower=-np.inf, upper=np.inf, scale=scale, n_features=space.n_features, names=space.names)
 
 
