@@ -52,7 +52,7 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 DATASETS = {
     # name: (loader, space, epsilon, epochs)
     "breast_cancer": (tabular.load_breast_cancer, tabular.breast_cancer_space, 0.05, 60),
-    "flows": (lambda: tabular.load_flows(4000), tabular.flows_space, 0.1, 30),
+    "flows": (lambda: tabular.load_flows(4000), tabular.flows_space, 0.05, 30),
 }
 
 
