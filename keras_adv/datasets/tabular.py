@@ -27,6 +27,7 @@ import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
+from keras_adv.datasets._split import stratified_split
 from keras_adv.domains.feature_space import FeatureSpace
 from keras_adv.domains.relations import LessEqual, Relation
 
@@ -36,19 +37,8 @@ Split = Tuple[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]]
 
 
 def split(x, y, test_fraction: float = 0.25, seed: int = 0) -> Split:
-    """A stratified train/test split fixed by `seed`."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}.")
-    rng = np.random.default_rng(seed)
-    train_idx, test_idx = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        n_test = int(round(len(idx) * test_fraction))
-        test_idx.extend(idx[:n_test])
-        train_idx.extend(idx[n_test:])
-    train_idx = rng.permutation(np.array(train_idx))
-    test_idx = np.sort(np.array(test_idx))
-    return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
+    """A stratified train/test split fixed by `seed` (the one the digits use too)."""
+    return stratified_split(x, y, test_fraction, seed)
 
 
 # ------------------------------------------------------------ breast cancer
