@@ -7,8 +7,8 @@ import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
-from keras_adv.attacks import _scores
-from keras_adv.attacks.attack import _check_number
+from keras_adv.attacks.gradients import value_and_gradient
+from keras_adv.utils.validation import check_number
 from keras_adv.attacks.constrained import ConstrainedAttack
 
 __all__ = ["CAPGD"]
@@ -58,6 +58,9 @@ class CAPGD(ConstrainedAttack):
         **kwargs: `targeted`, `loss`, `seed`, `check_inputs`, `name`.
     """
 
+    #: CAPGD runs its restarts itself (the first from the clean record).
+    independent_restarts = False
+
     def __init__(
         self,
         epsilon: float,
@@ -72,32 +75,26 @@ class CAPGD(ConstrainedAttack):
         **kwargs,
     ):
         super().__init__(epsilon=epsilon, domain=domain, norm=norm, **kwargs)
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.restarts = _check_number("restarts", restarts, minimum=1, integer=True)
-        self.penalty_weight = _check_number("penalty_weight", penalty_weight, minimum=0.0)
-        self.rho = _check_number("rho", rho, minimum=0.0)
-        self.momentum = _check_number("momentum", momentum, minimum=0.0)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.restarts = check_number("restarts", restarts, minimum=1, integer=True)
+        self.penalty_weight = check_number("penalty_weight", penalty_weight, minimum=0.0)
+        self.rho = check_number("rho", rho, minimum=0.0)
+        self.momentum = check_number("momentum", momentum, minimum=0.0)
         if self.momentum > 1.0:
             raise ValueError(f"`momentum` must be in [0, 1], got {momentum!r}.")
 
     @_no_autograph
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         seeds = tf.random.experimental.stateless_split(seed, self.restarts)
-        best, best_ok, best_obj = self._single_run(model, x, y, epsilon, x, loss_fn)
-        if self.restarts == 1:
-            return best
 
-        def body(r, best, best_obj, best_ok):
-            start = self.domain.random_start(x, epsilon, self.norm, seeds[r])
-            cand, ok, obj = self._single_run(model, x, y, epsilon, start, loss_fn)
-            return (r + 1,) + self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)
+        def run(r):
+            # the first run starts at the clean record, the others at random points of the ball
+            start = tf.cond(r > 0, lambda: self.domain.random_start(x, epsilon, self.norm, seeds[r]), lambda: x)
+            return self._single_run(model, x, y, epsilon, start, loss_fn)
 
-        _, best, _, _ = tf.while_loop(
-            lambda r, *_: r < self.restarts, body, (tf.constant(1), best, best_obj, best_ok)
-        )
+        best, _, _ = self.strongest_of(self.restarts, lambda r: _reorder(run(r)))
         return best
 
-    @_no_autograph
     def _single_run(self, model, x, y, epsilon, x0, loss_fn):
         """One CAPGD run from `x0`. Returns (x_adv, valid success, objective)."""
         space, norm = self.domain, self.norm
@@ -119,7 +116,7 @@ class CAPGD(ConstrainedAttack):
 
         def evaluate(z):
             # the model's gradient (the one place that reports "no gradient"), then the penalty's
-            (obj, outputs), grad = _scores.input_gradient_of(objective, z, name)
+            (obj, outputs), grad = value_and_gradient(objective, z, name=name)
             if space.relations and self.penalty_weight > 0:
                 with tf.GradientTape() as tape:
                     tape.watch(z)
@@ -186,3 +183,9 @@ class CAPGD(ConstrainedAttack):
             momentum=self.momentum,
         )
         return config
+
+
+def _reorder(out):
+    """(x_adv, success, objective) -> (x_adv, objective, success), the order `strongest_of` takes."""
+    x_adv, ok, obj = out
+    return x_adv, obj, ok

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
@@ -49,13 +50,14 @@ class ConstrainedAttack(Attack):
     """
 
     accepts_dict_inputs = True
+    supported_norms = ("linf", "l2")
 
     def __init__(self, *, epsilon: Optional[float], domain: FeatureSpace, norm="linf", **kwargs):
-        kwargs.pop("bounds", None)  # the domain holds the per-feature bounds
-        super().__init__(epsilon=epsilon, norm=norm, **kwargs)
-        self.domain = _get_domain(domain)
-        if self.norm.name not in ("linf", "l2"):
-            raise ValueError(f"{type(self).__name__} supports norm 'linf' or 'l2', got {self.norm.name!r}.")
+        if kwargs.get("bounds") is not None:
+            raise ValueError(f"{type(self).__name__} takes its per-feature bounds from `domain` (a FeatureSpace); "
+                             "do not pass `bounds`.")
+        kwargs.pop("bounds", None)
+        super().__init__(epsilon=epsilon, norm=norm, domain=_get_domain(domain), **kwargs)
 
     def __call__(self, model, x, y, *, epsilon=None, seed=None, loss=None):
         if isinstance(x, dict):
@@ -70,22 +72,17 @@ class ConstrainedAttack(Attack):
             return {k: tf.stop_gradient(v) for k, v in space.unflatten(adv, inputs).items()}
         return super().__call__(model, x, y, epsilon=epsilon, seed=seed, loss=loss)
 
-    @_no_autograph
     def _validate_x(self, x):
-        if not tf.is_tensor(x):
-            x = tf.convert_to_tensor(x)
-        if not x.dtype.is_floating:
-            raise TypeError(f"`x` must hold floating-point records, got dtype {x.dtype.name}; "
+        if isinstance(x, np.ndarray) and not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"`x` must hold floating-point records, got dtype {x.dtype}; "
                             "cast the table first, e.g. `x.astype('float32')`.")
-        x = tf.cast(x, tf.float32)
+        x = tf.convert_to_tensor(x)
         if x.shape.rank != 2 or x.shape[-1] != self.domain.n_features:
             raise ValueError(
                 f"`x` must have shape (batch, {self.domain.n_features}) to match the attack's `domain` "
                 f"({self.domain.n_features} features), got shape {x.shape}."
             )
-        if self.check_inputs:
-            x = self.domain.check(x, argument="x")
-        return x
+        return super()._validate_x(x)
 
     @_no_autograph
     def enforce_budget(self, x, x_adv, epsilon):
@@ -93,21 +90,6 @@ class ConstrainedAttack(Attack):
         x_adv = self.domain.budget_project(x, tf.cast(x_adv, x.dtype), epsilon, self.norm)
         valid = self.domain.is_valid(x_adv, x, epsilon, self.norm)
         return tf.where(valid[:, None], x_adv, x)
-
-    def clip(self, x):
-        lo = tf.constant(self.domain.lower, x.dtype)
-        hi = tf.constant(self.domain.upper, x.dtype)
-        return tf.clip_by_value(x, lo, hi)
-
-    def is_valid_success(self, x_adv, x, y, outputs, epsilon):
-        """Per example: the attack succeeded *and* the record is valid in the domain."""
-        return self.is_successful(outputs, y) & self.domain.is_valid(x_adv, x, epsilon, self.norm)
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("bounds")
-        config["domain"] = keras.saving.serialize_keras_object(self.domain)
-        return config
 
     @classmethod
     def from_config(cls, config):

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 from keras_adv.attacks.autoattack import cascade
 from keras_adv.attacks.capgd import CAPGD
 from keras_adv.attacks.constrained import ConstrainedAttack
@@ -70,10 +71,10 @@ class ConstrainedAutoAttack(ConstrainedAttack):
             raise ValueError("ConstrainedAutoAttack is untargeted: `y` must be the true labels.")
         kwargs.pop("targeted", None)
         super().__init__(epsilon=epsilon, domain=domain, norm=norm, **kwargs)
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.restarts = _check_number("restarts", restarts, minimum=1, integer=True)
-        self.generations = _check_number("generations", generations, minimum=1, integer=True)
-        self.population = _check_number("population", population, minimum=2, integer=True)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.restarts = check_number("restarts", restarts, minimum=1, integer=True)
+        self.generations = check_number("generations", generations, minimum=1, integer=True)
+        self.population = check_number("population", population, minimum=2, integer=True)
         if attacks is None:
             attacks = list(_MEMBERS)
         if isinstance(attacks, (str, Attack)) or not len(attacks):

@@ -9,7 +9,7 @@ import tensorflow as tf
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
 from keras_adv.attacks import _scores
-from keras_adv.attacks.attack import _check_number
+from keras_adv.utils.validation import check_number
 from keras_adv.attacks.constrained import ConstrainedAttack
 
 __all__ = ["Evolutionary"]
@@ -73,12 +73,12 @@ class Evolutionary(ConstrainedAttack):
         **kwargs,
     ):
         super().__init__(epsilon=epsilon, domain=domain, norm=norm, **kwargs)
-        self.generations = _check_number("generations", generations, minimum=1, integer=True)
-        self.population = _check_number("population", population, minimum=2, integer=True)
-        self.mutation_rate = _check_number("mutation_rate", mutation_rate, minimum=0.0)
+        self.generations = check_number("generations", generations, minimum=1, integer=True)
+        self.population = check_number("population", population, minimum=2, integer=True)
+        self.mutation_rate = check_number("mutation_rate", mutation_rate, minimum=0.0)
         if self.mutation_rate > 1:
             raise ValueError(f"`mutation_rate` must be in [0, 1], got {mutation_rate!r}.")
-        self.mutation_scale = _check_number("mutation_scale", mutation_scale, minimum=0.0, strict=True)
+        self.mutation_scale = check_number("mutation_scale", mutation_scale, minimum=0.0, strict=True)
 
     @_no_autograph
     def perturb(self, model, x, y, epsilon, seed, loss_fn):

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
+from keras_adv.domains.base import Domain
 from keras_adv.domains.checker import check_examples
 from keras_adv.domains.relations import Relation
 
@@ -55,7 +56,7 @@ def _as_vector(name, value, n, dtype, default):
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
-class FeatureSpace:
+class FeatureSpace(Domain):
     """A constrained tabular input domain (per-feature bounds, mutability, types, relations).
 
     Args:
@@ -106,8 +107,8 @@ class FeatureSpace:
         if self.names is not None and len(set(self.names)) != n:
             raise ValueError("`names` must be unique feature names.")
         try:
-            self.lower = _as_vector("lower", lower, n, np.float32, -np.inf)
-            self.upper = _as_vector("upper", upper, n, np.float32, np.inf)
+            self._lower = _as_vector("lower", lower, n, np.float32, -np.inf)
+            self._upper = _as_vector("upper", upper, n, np.float32, np.inf)
         except (TypeError, ValueError) as e:
             if "one entry per feature" in str(e):
                 raise
@@ -171,6 +172,16 @@ class FeatureSpace:
         self._check_relation_shapes()
 
     # -------------------------------------------------------------- helpers
+    @property
+    def lower(self) -> np.ndarray:
+        """Per-feature lower bounds (float32, `-inf` for an open side)."""
+        return self._lower
+
+    @property
+    def upper(self) -> np.ndarray:
+        """Per-feature upper bounds (float32, `inf` for an open side)."""
+        return self._upper
+
     @property
     def feature_names(self):
         return self.names if self.names is not None else [f"feature_{j}" for j in range(self.n_features)]
