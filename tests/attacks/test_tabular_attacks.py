@@ -127,6 +127,7 @@ def test_evolutionary_breaks_a_model_without_gradient_where_capgd_cannot(flows_m
     assert _robust(masked, x_adv, y) <= 0.5
 
 
+@pytest.mark.slow  # three traced attacks (~15 s); benchmarks/tabular_robustness.py measures it at full size
 def test_ensemble_is_at_least_as_strong_as_each_member(flows_model):
     model, x, y, space = flows_model
     kw = dict(domain=space, seed=0)
