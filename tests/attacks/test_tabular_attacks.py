@@ -142,7 +142,7 @@ def test_ensemble_is_at_least_as_strong_as_each_member(flows_model):
 def test_ensemble_in_evaluate_robustness(flows_model):
     model, x, y, space = flows_model
     caa = A.ConstrainedAutoAttack(EPS, domain=space, steps=10, restarts=1, generations=10, population=8, seed=0)
-    report = ka.evaluate_robustness(model, x[:16], y[:16], attacks={"caa": caa}, verbose=0, diagnose=False)
+    report = ka.evaluate_robustness(model, x[:16], y[:16], attacks={"caa": caa}, verbose=0)
     direct = _robust(model, caa.generate(model, x[:16], y[:16], verbose=0), y[:16])
     assert report.robust_accuracy("caa", EPS) == pytest.approx(direct)
     assert direct < 1.0
