@@ -13,10 +13,15 @@ from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.autoattack import AutoAttack
 from keras_adv.attacks.virtual_adversarial import VirtualAdversarial
 from keras_adv.attacks.hotflip import HotFlip
+from keras_adv.attacks.constrained import ConstrainedAttack
+from keras_adv.attacks.capgd import CAPGD
+from keras_adv.attacks.evolutionary import Evolutionary
+from keras_adv.attacks.constrained_autoattack import ConstrainedAutoAttack
 
 __all__ = [
     "Attack", "GradientAttack", "NoInputGradientError", "value_and_gradient", "FGSM", "PGD", "get",
-    "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack", "VirtualAdversarial", "HotFlip",
+    "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
+    "VirtualAdversarial", "HotFlip", "ConstrainedAttack", "CAPGD", "Evolutionary", "ConstrainedAutoAttack",
 ]
 
 

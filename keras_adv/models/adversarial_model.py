@@ -312,7 +312,9 @@ class AdversarialModel(keras.Model):
 
     def _craft(self, attack, x, y, epsilon, loss=None):
         """The adversarial input, or with `perturb_layer` the inner layer's perturbation δ."""
-        self._check_single_input(x)
+        if not (isinstance(x, dict) and getattr(attack, "accepts_dict_inputs", False)):
+            # (a dict of named features is attacked through the attack's FeatureSpace)
+            self._check_single_input(x)
         seed = self._replica_seed()
         if not self.jit_compile_attack:
             return self._run_attack(attack, x, y, epsilon, seed, loss)
@@ -389,7 +391,7 @@ class AdversarialModel(keras.Model):
         return total, clean, adv
 
     def _track(self, x, total, clean, adv):
-        batch = tf.shape(x)[0]
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self._total_loss_tracker.update_state(total, sample_weight=batch)
         self._clean_loss_tracker.update_state(clean, sample_weight=batch)
         self._adv_loss_tracker.update_state(adv, sample_weight=batch)
@@ -435,7 +437,7 @@ class AdversarialModel(keras.Model):
                 both = self._perturbation.forward(tf.concat([x, x], axis=0), delta, training=True)
                 return both[:n], both[n:]
             return self(x, training=True), self._adversarial_forward(x, x_adv, training=True)
-        if self._fuses():
+        if self._fuses() and not isinstance(x, dict):  # (dicts of named features: two passes)
             both = self(tf.concat([x, tf.cast(x_adv, x.dtype)], axis=0), training=True)
             return both[:n], both[n:]
         return self(x, training=True), self(x_adv, training=True)
