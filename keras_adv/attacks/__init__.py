@@ -10,10 +10,12 @@ from keras_adv.attacks.apgd import APGD
 from keras_adv.attacks.square import Square
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.autoattack import AutoAttack
+from keras_adv.attacks.wrappers import BPDA, EOT
 
 __all__ = [
     "Attack", "GradientAttack", "FGSM", "PGD", "get",
     "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
+    "BPDA", "EOT",
 ]
 
 

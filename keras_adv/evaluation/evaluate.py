@@ -30,6 +30,7 @@ def evaluate_robustness(
     seed: Optional[int] = 0,
     max_examples: Optional[int] = None,
     verbose="auto",
+    adaptive=False,
 ) -> RobustnessReport:
     """Evaluates a classifier against several attacks over a grid of budgets.
 
@@ -75,6 +76,16 @@ def evaluate_robustness(
         seed: seed of attacks that have none of their own.
         max_examples: evaluate only the first `max_examples` examples.
         verbose: 0 silent, 1 (or `"auto"`) a progress bar.
+        adaptive: flag, then break: when True (or a dict of options, see
+            `keras_adv.evaluation.adaptive.DEFAULT_OPTIONS`), the diagnostics
+            run (plus a per-layer gradient probe) and the attacks are re-run
+            with the technique each finding calls for: BPDA for missing or
+            misleading gradients, EOT for randomness at inference, a margin
+            loss for vanishing gradients, more steps and restarts for
+            unconverged attacks, a gradient-free attack for the rest. The
+            report keeps the naive numbers and adds the adaptive ones, with
+            what changed and why (`report.adaptive`, `str(report)`,
+            `report.to_dict()["adaptive"]`).
 
     Returns:
         A `keras_adv.evaluation.RobustnessReport`.
@@ -118,9 +129,21 @@ def evaluate_robustness(
     bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
 
     results: Dict[str, AttackResult] = {}
+    not_run = []
     for name, attack, eps in plan:
-        x_adv = _common.run_attack(attack, model, x, y_raw, epsilon=eps, batch_size=batch_size,
-                                   seed=seed, progbar=bar)
+        try:
+            x_adv = _common.run_attack(attack, model, x, y_raw, epsilon=eps, batch_size=batch_size,
+                                       seed=seed, progbar=bar)
+        except Exception as e:  # noqa: BLE001 - only the "no input gradient" case is absorbed
+            from keras_adv.evaluation.adaptive import is_no_gradient_error
+
+            if adaptive is False or adaptive is None or not is_no_gradient_error(e):
+                raise
+            # Adaptive mode: a gradient attack that cannot run breaks nothing (the naive number a
+            # masked model advertises); the adaptive pass replaces it.
+            x_adv = x.copy()
+            if name not in not_run:
+                not_run.append(name)
         out_adv = _common.predict(model, x_adv, batch_size)
         res = results.setdefault(name, AttackResult(name=name, attack=attack))
         pred_adv = _predicted(out_adv)
@@ -158,6 +181,11 @@ def evaluate_robustness(
         clean_examples=x[:k],
         tolerance=tolerance,
     )
+    if adaptive is not False and adaptive is not None:
+        from keras_adv.evaluation import adaptive as adaptive_lib
+
+        adaptive_options = adaptive_lib._options(adaptive)  # bad options fail before any attack runs
+        diagnose = True
     if diagnose:
         from keras_adv.evaluation import diagnostics
 
@@ -165,7 +193,14 @@ def evaluate_robustness(
         warnings += diagnostics.check_determinism(model, x[:batch_size])
         warnings += diagnostics.check_report(report, tolerance=tolerance,
                                              convergence_tolerance=max(tolerance, 0.1))
+        if adaptive is not False and adaptive is not None:
+            warnings += diagnostics.check_layers(model, x[:batch_size],
+                                                 epsilon=adaptive_lib._probe_epsilon(report, attacks))
         report.warnings = warnings
+    if adaptive is not False and adaptive is not None:
+        report.adaptive = adaptive_lib.run_adaptive(
+            model, x, y_raw, report, attacks, epsilons, options=adaptive_options,
+            batch_size=batch_size, seed=seed, verbose=verbose, naive_not_run=not_run)
     return report
 
 

@@ -91,6 +91,8 @@ class RobustnessReport:
         self.clean_examples = clean_examples
         self.tolerance = tolerance
         self.warnings = list(warnings or [])
+        #: `keras_adv.evaluation.adaptive.AdaptiveResult` of `evaluate_robustness(..., adaptive=True)`, else None.
+        self.adaptive = None
 
     # ------------------------------------------------------------ numbers
     @property
@@ -239,6 +241,8 @@ class RobustnessReport:
             "minimal_perturbation": self.minimal_perturbation(),
             "diagnostics": [w.to_dict() for w in self.warnings],
         }
+        if self.adaptive is not None:
+            d["adaptive"] = self.adaptive.to_dict()
         return _jsonable(d)
 
     def to_json(self, path: Optional[str] = None, indent: int = 2) -> str:
@@ -300,6 +304,9 @@ class RobustnessReport:
             lines.extend(f"  [{w.check}] {w.message}" for w in self.warnings)
         else:
             lines.append("gradient-masking diagnostics: no warning")
+        if self.adaptive is not None:
+            lines.append("")
+            lines.extend(self.adaptive.lines())
         return "\n".join(lines)
 
     __repr__ = __str__
