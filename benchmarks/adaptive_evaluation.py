@@ -92,6 +92,7 @@ def main():
     rows = {}
     models = {"undefended": undefended, **{f"planted: {k}": v for k, v in
                                            planted.planted_set(undefended, extended=True).items()},
+              "planted: quantized (32 levels)": planted.quantized(undefended, levels=32),
               "PGD-trained (ε=0.2)": robust}
     texts = {}
     for name, model in models.items():
@@ -116,6 +117,7 @@ def main():
     for v in planted_rows.values():
         v["adaptive_minus_undefended"] = v["adaptive"] - reference
         v["within_5_points"] = abs(v["adaptive"] - reference) <= 0.05
+        v["not_above_undefended_plus_5"] = v["adaptive"] - reference <= 0.05
     at = rows["PGD-trained (ε=0.2)"]
     at_ok = abs(at["adaptive"] - at["naive"]) <= 0.02
     result = {
@@ -124,6 +126,9 @@ def main():
         "undefended_reference": ref, "rows": rows,
         "acceptance": {
             "planted_within_5_points_of_undefended": all(v["within_5_points"] for v in planted_rows.values()),
+            "planted_not_above_undefended_plus_5_points": all(
+                v["not_above_undefended_plus_5"] for v in planted_rows.values()),
+            "planted_outside_5_points": [k for k, v in planted_rows.items() if not v["within_5_points"]],
             "adversarially_trained_naive_adaptive_within_2_points": at_ok,
         },
         "train_seconds": round(t_train, 1),
@@ -146,12 +151,23 @@ def main():
         md.append(f"| {name} | {v['clean_accuracy']:.3f} | {v['naive']:.3f} | {v['adaptive']:.3f} | {diff} | "
                   f"{', '.join(v['warnings']) or 'none'} | {ch} | {v['seconds']} |")
     acc = result["acceptance"]
+    outside = ", ".join(acc["planted_outside_5_points"]) or "none"
     md += ["",
            f"Acceptance: every planted model's adaptive robust accuracy within 5 points of the undefended "
-           f"model's ({reference:.3f}): **{'PASS' if acc['planted_within_5_points_of_undefended'] else 'FAIL'}**; "
+           f"model's ({reference:.3f}): **{'PASS' if acc['planted_within_5_points_of_undefended'] else 'FAIL'}** "
+           f"(outside: {outside}); no planted model's adaptive number more than 5 points *above* the undefended "
+           f"one (the masking adds no robustness the adaptive evaluation would miss): "
+           f"**{'PASS' if acc['planted_not_above_undefended_plus_5_points'] else 'FAIL'}**; "
            f"adversarially trained model, |adaptive − naive| ≤ 2 points "
            f"({at['naive']:.3f} → {at['adaptive']:.3f}): "
            f"**{'PASS' if acc['adversarially_trained_naive_adaptive_within_2_points'] else 'FAIL'}**.",
+           "",
+           "An adaptive number can only be an upper bound of the true robust accuracy: every adaptive "
+           "adversarial example is checked on the real model (or, for a randomised model, on its average "
+           "prediction). A planted model *below* the undefended one is therefore genuinely less robust: 8-level "
+           "rounding turns an ε=0.1 change that crosses a rounding threshold into a 1/7 jump, which is why the "
+           "default `quantized` planted model (8 levels) lands below while the same layer with 32 levels, close "
+           "to the identity on digits, lands on the undefended number.",
            "", f"Training: {t_train:.0f} s.", "", "## Reports", ""]
     for name in ("planted: gradient_reversal", "planted: noisy", "PGD-trained (ε=0.2)"):
         md += [f"### {name}", "", "```", texts[name], "```", ""]

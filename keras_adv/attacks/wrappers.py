@@ -165,6 +165,8 @@ def substitute_layers(model: keras.Model, substitutes: Mapping[str, Optional[Cal
         A Keras model sharing `model`'s layers and weights: identical outputs
         (except through `replace_forward` layers), BPDA gradients.
     """
+    if not _is_graph_model(model):
+        rebuild(model, None, None)  # the clear "subclassed model" error
     names = {l.name for l in _all_layers(model)}
     replace_forward = set(replace_forward)
     missing = sorted((set(substitutes) | replace_forward) - names)
