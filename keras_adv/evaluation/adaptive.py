@@ -203,14 +203,16 @@ def _adapt_attack(attack: Attack, *, margin: bool, more_steps: bool, opts) -> Op
     return new, changed
 
 
-def run_adaptive(model, x, y, report, attacks: Mapping[str, Attack], epsilons, *, options=True,
-                 batch_size: int = 256, seed: Optional[int] = 0, verbose: int = 0,
-                 naive_not_run=()) -> AdaptiveResult:
+def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons, *, sample,
+                 options=True, batch_size: int = 256, seed: Optional[int] = 0, verbose: int = 0,
+                 naive_not_run=(), max_examples=None, shard=None) -> AdaptiveResult:
     """Re-runs `attacks` with the technique each of `report.warnings` calls for (see module docstring).
 
-    Called by `evaluate_robustness(..., adaptive=True)`; `report` is its naive
-    report (with diagnostics). Returns the `AdaptiveResult` stored as
-    `report.adaptive`.
+    Called by `evaluate_robustness(..., adaptive=True)` with its own
+    arguments; `report` is its naive report (with diagnostics), `sample` a
+    batch of inputs for the layer probe. The adapted attacks stream over the
+    same data in the same order, so per-example outcomes combine exactly.
+    Returns the `AdaptiveResult` stored as `report.adaptive`.
     """
     from keras_adv import attacks as attacks_lib
     from keras_adv.attacks.wrappers import BPDA, ExpectationModel, _is_graph_model as _is_graph, substitute_layers
@@ -220,7 +222,8 @@ def run_adaptive(model, x, y, report, attacks: Mapping[str, Attack], epsilons, *
     opts = _options(options)
     found = {w.check for w in report.warnings}
     eps_probe = _probe_epsilon(report, attacks)
-    layers = diagnostics.probe_layers(model, x[:batch_size], epsilon=eps_probe)
+    x = np.asarray(sample)
+    layers = diagnostics.probe_layers(model, x, epsilon=eps_probe)
     changes: List[AdaptiveChange] = []
 
     # BPDA: where the gradient is missing or misleading (real forward pass, straight-through
@@ -238,7 +241,7 @@ def run_adaptive(model, x, y, report, attacks: Mapping[str, Attack], epsilons, *
             for n in new:
                 bpda[n] = None
             surrogate = substitute_layers(model, bpda, replace_forward=peeled)
-            current = diagnostics.probe_layers(surrogate, x[:batch_size], epsilon=eps_probe)
+            current = diagnostics.probe_layers(surrogate, x, epsilon=eps_probe)
     for reason, check, what in (
             ("no_gradient", "no_gradient", "no gradient"),
             ("inconsistent", "inconsistent_gradient", "a gradient that disagrees with the forward pass")):
@@ -323,8 +326,12 @@ def run_adaptive(model, x, y, report, attacks: Mapping[str, Attack], epsilons, *
     target = model
     if eot:
         target = ExpectationModel(model, opts["eot_samples"], seed=seed)
-    sub = evaluate_robustness(target, x, y, attacks=adapted, epsilons=epsilons, batch_size=batch_size,
-                              diagnose=False, seed=seed, verbose=verbose)
+    sub = evaluate_robustness(target, data, y, attacks=adapted, epsilons=epsilons, batch_size=batch_size,
+                              diagnose=False, seed=seed, verbose=verbose, max_examples=max_examples,
+                              shard=shard)
+    if not np.array_equal(np.asarray(sub.keys), np.asarray(report.keys)):
+        raise RuntimeError("the adaptive pass saw the examples in another order than the naive one; "
+                           "pass data that iterates deterministically (no reshuffling tf.data pipeline).")
     combined = {}
     for e in report.epsilons:
         ok = report.worst_case_correct(e)
