@@ -279,7 +279,7 @@ class _AttackWrapper(Attack):
     def __getattr__(self, item):
         # Hyper-parameters and capabilities of the wrapped attack (steps, restarts, ...).
         attack = self.__dict__.get("attack")
-        if attack is None or item.startswith("__"):
+        if attack is None or item.startswith("_"):  # private state (caches) is never shared
             raise AttributeError(item)
         return getattr(attack, item)
 
