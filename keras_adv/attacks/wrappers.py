@@ -98,7 +98,8 @@ def rebuild(model: keras.Model, wrap: Callable, select: Callable) -> keras.Model
         )
     if len(model.inputs) != 1:
         raise ValueError(f"the model {model.name!r} must have a single input, has {len(model.inputs)}.")
-    return _rebuild(model)
+    with tf.init_scope():  # built eagerly even when first needed inside a tf.function trace
+        return _rebuild(model)
 
 
 def _straight_through(x, y, substitute):
@@ -154,9 +155,11 @@ def substitute_layers(model: keras.Model, substitutes: Mapping[str, Optional[Cal
 
     Args:
         model: a functional or Sequential Keras model (nested models allowed).
-        substitutes: `{layer name: None or callable}`. `None` is the identity
-            (straight-through estimator); a callable `g(x)` of the layer's input
-            is a differentiable approximation whose gradient replaces the layer's.
+        substitutes: `{layer name: None or callable}` (a key that names no
+            layer may name a layer class, e.g. `"Quantize"`: every layer of
+            that class). `None` is the identity (straight-through estimator);
+            a callable `g(x)` of the layer's input is a differentiable
+            approximation whose gradient replaces the layer's.
         replace_forward: names (among `substitutes`) whose substitute replaces
             the forward pass as well: the rebuilt model is then a surrogate,
             e.g. with a saturated softmax removed to expose its logits.
@@ -167,28 +170,34 @@ def substitute_layers(model: keras.Model, substitutes: Mapping[str, Optional[Cal
     """
     if not _is_graph_model(model):
         rebuild(model, None, None)  # the clear "subclassed model" error
-    names = {l.name for l in _all_layers(model)}
+    layers = _all_layers(model)
+    names = {l.name for l in layers}
+    classes = {type(l).__name__ for l in layers}
     replace_forward = set(replace_forward)
-    missing = sorted((set(substitutes) | replace_forward) - names)
+    missing = sorted((set(substitutes) | replace_forward) - names - classes)
     if missing:
-        raise ValueError(f"`substitutes` names layers {missing} that the model does not have; "
-                         f"its layers are {sorted(names)}.")
+        raise ValueError(f"`substitutes` names layers {missing} that the model does not have; its layers "
+                         f"are {sorted(names)} (classes {sorted(classes)}).")
     stray = sorted(replace_forward - set(substitutes))
     if stray:
         raise ValueError(f"`replace_forward` names {stray}, which are not in `substitutes`.")
 
+    def key(layer):  # a layer's own name first, else its class name
+        return layer.name if layer.name in substitutes else type(layer).__name__
+
     def wrap(layer, x, y):
-        sub = substitutes[layer.name]
+        k = key(layer)
+        sub = substitutes[k]
         if sub is None and tuple(x.shape) != tuple(y.shape):
             raise ValueError(
                 f"layer {layer.name!r} changes the shape {tuple(x.shape)} -> {tuple(y.shape)}: the "
                 "identity cannot substitute it; give a differentiable approximation in `substitutes`."
             )
-        if layer.name in replace_forward:
+        if k in replace_forward:
             return x if sub is None else _Apply(sub, name=f"surrogate_{layer.name}")(x)
         return _BackwardSubstitute(sub, name=f"bpda_{layer.name}")([x, y])
 
-    return rebuild(model, wrap, lambda l: l.name in substitutes)
+    return rebuild(model, wrap, lambda l: l.name in substitutes or type(l).__name__ in substitutes)
 
 
 # ---------------------------------------------------------- expectation model
@@ -338,8 +347,9 @@ class BPDA(_AttackWrapper):
     Args:
         attack: the attack to run (any `keras_adv.attacks.Attack`).
         substitutes: `{layer name: None | callable}`, or a list of layer names
-            (all identity). Layers may sit inside nested functional or
-            Sequential models. `keras_adv.evaluation.diagnostics.probe_layers`
+            (all identity); a key that names no layer may name a layer class
+            (every layer of that class). Layers may sit inside nested
+            functional or Sequential models. `keras_adv.evaluation.diagnostics.probe_layers`
             finds the layers whose gradient is missing, zero or inconsistent.
         replace_forward: layers (among `substitutes`) whose substitute also
             replaces the forward pass *inside the attack*: the attack then
