@@ -25,7 +25,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 import keras
 import tensorflow as tf
 
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 
 __all__ = ["BPDA", "EOT", "substitute_layers", "ExpectationModel"]
 
@@ -279,11 +280,11 @@ class _AttackWrapper(Attack):
         attack = attacks_lib.get(attack)
         if attack is None:
             raise ValueError("`attack` is required: the attack to run, e.g. keras_adv.attacks.PGD(0.1).")
+        self.attack = attack  # first: the capability properties below read it during __init__
         self.allows_unbounded = attack.allows_unbounded
-        super().__init__(epsilon=attack.epsilon, norm=attack.norm, bounds=attack.bounds,
+        super().__init__(epsilon=attack.epsilon, norm=attack.norm, domain=attack.domain,
                          targeted=attack.targeted, loss=attack.loss, seed=attack.seed,
                          check_inputs=attack.check_inputs, name=name)
-        self.attack = attack
 
     def __getattr__(self, item):
         # Hyper-parameters and capabilities of the wrapped attack (steps, restarts, ...).
@@ -292,15 +293,25 @@ class _AttackWrapper(Attack):
             raise AttributeError(item)
         return getattr(attack, item)
 
-    @property
-    def gradient_free(self):
-        return bool(getattr(self.attack, "gradient_free", False))
+    # Capabilities are the wrapped attack's.
+    gradient_free = property(lambda self: self.attack.gradient_free)
+    minimal_perturbation = property(lambda self: self.attack.minimal_perturbation)
+    supported_norms = property(lambda self: self.attack.supported_norms)
+    requires_images = property(lambda self: self.attack.requires_images)
+    restarts = property(lambda self: getattr(self.attack, "restarts", 1))
 
     def wrap_model(self, model):
         raise NotImplementedError
 
+    def _attacked_model(self, model, seed):
+        return self.wrap_model(model)
+
+    def perturb_with_restarts(self, model, x, y, epsilon, seed, loss_fn):
+        # The wrapped attack's own restart rule, against the transformed model.
+        return self.attack.perturb_with_restarts(self._attacked_model(model, seed), x, y, epsilon, seed, loss_fn)
+
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
-        return self.attack.perturb(self.wrap_model(model), x, y, epsilon, seed, loss_fn)
+        return self.attack.perturb(self._attacked_model(model, seed), x, y, epsilon, seed, loss_fn)
 
     def get_config(self):
         return {"attack": keras.saving.serialize_keras_object(self.attack), "name": self.name}
@@ -450,7 +461,7 @@ class EOT(_AttackWrapper):
 
     def __init__(self, attack, *, samples: int = 8, transformation=None, fixed_seeds: bool = False, name=None):
         super().__init__(attack, name=name)
-        self.samples = _check_number("samples", samples, minimum=1, integer=True)
+        self.samples = check_number("samples", samples, minimum=1, integer=True)
         if name is None:
             self.name = f"EOT({self.attack.name}, {self.samples})"
         transformation = _deserialize_fn(transformation)
@@ -468,13 +479,12 @@ class EOT(_AttackWrapper):
         """
         return ExpectationModel(model, self.samples, self.transformation, seeds=seeds, seed=self.seed)
 
-    def perturb(self, model, x, y, epsilon, seed, loss_fn):
+    def _attacked_model(self, model, seed):
         seeds = None
         if self.transformation is not None:
             seeds = tf.random.experimental.stateless_split(seed, self.samples)
-        expectation = ExpectationModel(model, self.samples, self.transformation, seeds=seeds,
-                                       vary_with_input=not self.fixed_seeds)
-        return self.attack.perturb(expectation, x, y, epsilon, seed, loss_fn)
+        return ExpectationModel(model, self.samples, self.transformation, seeds=seeds,
+                                vary_with_input=not self.fixed_seeds)
 
     def get_config(self):
         return {**super().get_config(), "samples": self.samples,

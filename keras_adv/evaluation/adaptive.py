@@ -29,17 +29,8 @@ import numpy as np
 
 from keras_adv.attacks.attack import Attack
 
-__all__ = ["AdaptiveChange", "AdaptiveResult", "DEFAULT_OPTIONS", "run_adaptive", "is_no_gradient_error"]
+__all__ = ["AdaptiveChange", "AdaptiveResult", "DEFAULT_OPTIONS", "run_adaptive"]
 
-
-def is_no_gradient_error(error: BaseException) -> bool:
-    """True for the attack core's "the model has no input gradient" error."""
-    from keras_adv.attacks import attack as attack_mod
-
-    cls = getattr(attack_mod, "NoInputGradientError", None)
-    if cls is not None and isinstance(error, cls):
-        return True
-    return isinstance(error, ValueError) and "no gradient with respect to its input" in str(error)
 
 #: Options of `evaluate_robustness(..., adaptive={...})`.
 DEFAULT_OPTIONS = {
@@ -114,7 +105,7 @@ class AdaptiveResult:
     def lines(self) -> List[str]:
         out = ["adaptive evaluation (flag, then break)"]
         if self.naive_not_run:
-            out.append(f"  naive attacks that could not run (no input gradient), counted as breaking nothing: "
+            out.append(f"  naive attacks not applicable (no input gradient), counted as breaking nothing: "
                        f"{', '.join(self.naive_not_run)}")
         if not self.changes:
             return out + ["  " + self.verdict()]
@@ -205,7 +196,7 @@ def _adapt_attack(attack: Attack, *, margin: bool, more_steps: bool, opts) -> Op
 
 def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons, *, sample,
                  options=True, batch_size: int = 256, seed: Optional[int] = 0, verbose: int = 0,
-                 naive_not_run=(), max_examples=None, shard=None) -> AdaptiveResult:
+                 max_examples=None, shard=None, plan_epsilons=()) -> AdaptiveResult:
     """Re-runs `attacks` with the technique each of `report.warnings` calls for (see module docstring).
 
     Called by `evaluate_robustness(..., adaptive=True)` with its own
@@ -317,7 +308,17 @@ def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons
             "gradient-free", rest, "no gradient-free attack applies (Square needs images and an L∞ or "
             "L2 threat model): these findings remain unresolved"))
 
-    naive = {e: report.worst_case_accuracy(e) for e in report.epsilons}
+    # Naive worst case per ε; where no naive attack could run (no input gradient), nothing was broken.
+    naive_not_run = list(report.not_applicable)
+
+    def naive_correct(e):
+        try:
+            return report.worst_case_correct(e)
+        except KeyError:
+            return report.clean_correct.copy()
+
+    grid = sorted(set(report.epsilons) | {float(e) for e in plan_epsilons})
+    naive = {e: float(naive_correct(e).mean()) for e in grid}
     if not changes or not adapted:
         return AdaptiveResult(changes=changes, report=None, naive=naive, adaptive=dict(naive),
                               layers=layers, tolerance=report.tolerance, naive_not_run=list(naive_not_run))
@@ -333,8 +334,8 @@ def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons
         raise RuntimeError("the adaptive pass saw the examples in another order than the naive one; "
                            "pass data that iterates deterministically (no reshuffling tf.data pipeline).")
     combined = {}
-    for e in report.epsilons:
-        ok = report.worst_case_correct(e)
+    for e in grid:
+        ok = naive_correct(e)
         try:
             ok = ok & sub.worst_case_correct(e)
         except KeyError:

@@ -9,7 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv.attacks import _batches
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import NoInputGradientError
+from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 from keras_adv.evaluation.report import AttackResult, RobustnessReport
 
@@ -103,18 +105,19 @@ def evaluate_robustness(
             unconverged attacks, a gradient-free attack for the rest. The
             report keeps the naive numbers and adds the adaptive ones, with
             what changed and why (`report.adaptive`, `str(report)`,
-            `report.to_dict()["adaptive"]`). A naive gradient attack that
-            cannot run (no input gradient) then breaks nothing instead of
-            raising.
+            `report.to_dict()["adaptive"]`). Naive attacks that cannot run
+            (no input gradient) are listed as not applicable; when none can
+            run, the naive robust accuracy is the clean accuracy (nothing
+            broke anything) instead of an error.
 
     Returns:
         A `keras_adv.evaluation.RobustnessReport`.
     """
     model = _common.load_model(model)
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
-    tolerance = _check_number("tolerance", tolerance, minimum=0.0)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
+    tolerance = check_number("tolerance", tolerance, minimum=0.0)
     if max_examples is not None:
-        max_examples = _check_number("max_examples", max_examples, minimum=1, integer=True)
+        max_examples = check_number("max_examples", max_examples, minimum=1, integer=True)
     shard = _batches.check_shard(shard)
     if not isinstance(attacks, Mapping) or not attacks:
         raise ValueError("`attacks` must be a non-empty dict {name: keras_adv.attacks.Attack}.")
@@ -128,7 +131,7 @@ def evaluate_robustness(
                 f"`attacks` mix norms {sorted(norms)} while sharing `epsilons`; ε values of different "
                 "norms are not comparable: evaluate each threat model in its own call."
             )
-        epsilons = sorted({_check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
+        epsilons = sorted({check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
         if not epsilons:
             raise ValueError("`epsilons` must hold at least one budget.")
     if minimal_attack is not None and not isinstance(minimal_attack, Attack):
@@ -162,8 +165,8 @@ def evaluate_robustness(
 
         adaptive_options = adaptive_lib._options(adaptive)  # bad options fail before any attack runs
         diagnose = True
-    not_run = []
     acc = _Accumulator(plan, minimal_run is not None)
+    not_applicable: Dict[str, str] = {}
     predict = _common.call_function(model)
     first_batch = None
     done = 0
@@ -176,7 +179,14 @@ def evaluate_robustness(
         acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
                       num_classes=out_clean.shape[-1])
         for i, run in enumerate(runs):
-            x_adv = _run_or_skip(run, batch, adaptive_options, not_run)
+            if run.name in not_applicable:
+                continue
+            try:
+                x_adv = run(batch)
+            except NoInputGradientError:
+                # A masked model: this attack cannot run; report it as n/a, keep the others.
+                not_applicable[run.name] = "the model has no input gradient"
+                continue
             out_adv = np.asarray(predict(tf.convert_to_tensor(x_adv)), np.float32)
             pred_adv = _predicted(out_adv)
             acc.add_attack(i, correct=clean_ok & (pred_adv == labels),
@@ -195,11 +205,19 @@ def evaluate_robustness(
             if bar is not None:
                 bar.update(done)
 
+    if (not_applicable and len(not_applicable) == len({name for name, _, _ in plan})
+            and adaptive_options is None):  # adaptive mode goes on: BPDA or a gradient-free attack will run
+        raise NoInputGradientError(
+            "The model has no gradient with respect to its input, and every attack given needs "
+            f"one ({', '.join(not_applicable)}): add a gradient-free attack such as "
+            "keras_adv.attacks.Square to `attacks`."
+        )
     report = acc.report(
         norm=sorted(norms)[0] if len(norms) == 1 else "mixed",
         bounds=tuple(next(iter(attacks.values())).bounds),
         minimal_attack=minimal_attack,
         tolerance=tolerance,
+        not_applicable=not_applicable,
     )
     if diagnose:
         from keras_adv.evaluation import diagnostics
@@ -215,105 +233,6 @@ def evaluate_robustness(
     if adaptive_options is not None:
         report.adaptive = adaptive_lib.run_adaptive(
             model, data, y, report, attacks, epsilons, options=adaptive_options, sample=first_batch.x,
-            batch_size=batch_size, seed=seed, verbose=verbose, naive_not_run=not_run,
-            max_examples=max_examples, shard=shard)
+            batch_size=batch_size, seed=seed, verbose=verbose, max_examples=max_examples, shard=shard,
+            plan_epsilons=sorted({float(e) for _, _, e in plan if e is not None}))
     return report
-
-
-def _run_or_skip(run, batch, adaptive_options, not_run):
-    """`run(batch)`; in adaptive mode, a gradient attack on a model without input gradient breaks nothing."""
-    if run.name in not_run:
-        return np.asarray(batch.x)
-    try:
-        return run(batch)
-    except Exception as e:  # noqa: BLE001 - only the "no input gradient" case is absorbed
-        from keras_adv.evaluation.adaptive import is_no_gradient_error
-
-        if adaptive_options is None or not is_no_gradient_error(e):
-            raise
-        # The naive number a masked model advertises; the adaptive pass replaces it.
-        not_run.append(run.name)
-        return np.asarray(batch.x)
-
-
-class _Run:
-    """One (attack, ε) of the plan: its compiled batch function and its seed stream."""
-
-    def __init__(self, name, attack, epsilon, model, seed, verbose):
-        self.name, self.attack, self.epsilon = name, attack, epsilon
-        self.seed = _batches.base_seed(attack.seed if attack.seed is not None else seed)
-        self.fn = attack.batch_function(model)
-
-    def __call__(self, batch):
-        eps = None if self.epsilon is None else float(self.epsilon)
-        return np.asarray(self.fn(batch.x, batch.y, eps, _batches.batch_seed(self.seed, batch.index)))
-
-
-class _Accumulator:
-    """Per-example results of a stream, kept as small per-batch chunks (no inputs except the first few)."""
-
-    def __init__(self, plan, minimal):
-        self.plan = plan
-        self.chunks = {k: [] for k in ("labels", "keys", "clean_correct", "p_true_clean")}
-        self.attack_chunks = [{k: [] for k in ("correct", "p_true", "perturbation")} for _ in plan]
-        self.examples = []
-        self.example_keys = []
-        self.attack_examples = [[] for _ in plan]
-        self.attack_predictions = [[] for _ in plan]
-        self.minimal = {"sizes": [], "broken": []} if minimal else None
-        self.num_classes = None
-        self._room = 0  # example slots the current batch fills
-
-    def add_clean(self, batch, labels, clean_ok, p_true, *, num_classes):
-        n = len(labels)
-        self.num_classes = max(2, int(num_classes))
-        keys = batch.index * (1 << 32) + np.arange(n, dtype=np.int64)
-        for k, v in (("labels", labels), ("keys", keys), ("clean_correct", clean_ok), ("p_true_clean", p_true)):
-            self.chunks[k].append(v)
-        self._room = max(0, _NUM_EXAMPLE_IMAGES - sum(len(e) for e in self.examples))
-        if self._room:
-            self.examples.append(np.array(batch.x[: self._room], np.float32))
-            self.example_keys.append(keys[: self._room])
-
-    def add_attack(self, i, *, correct, p_true, perturbation, x_adv, pred_adv):
-        c = self.attack_chunks[i]
-        c["correct"].append(np.asarray(correct, bool))
-        c["p_true"].append(np.asarray(p_true, np.float64))
-        c["perturbation"].append(np.asarray(perturbation, np.float64).reshape(-1))
-        if self._room:
-            self.attack_examples[i].append(np.array(x_adv[: self._room]))
-            self.attack_predictions[i].append(np.asarray(pred_adv[: self._room]))
-
-    def add_minimal(self, sizes, broken):
-        self.minimal["sizes"].append(np.asarray(sizes).reshape(-1))
-        self.minimal["broken"].append(np.asarray(broken, bool))
-
-    def report(self, *, norm, bounds, minimal_attack, tolerance):
-        cat = np.concatenate
-        results: Dict[str, AttackResult] = {}
-        for i, (name, attack, eps) in enumerate(self.plan):
-            c = self.attack_chunks[i]
-            res = results.setdefault(name, AttackResult(name=name, attack=attack))
-            res.add(epsilon=float(eps), correct=cat(c["correct"]), p_true=cat(c["p_true"]),
-                    perturbation=cat(c["perturbation"]), examples=cat(self.attack_examples[i]),
-                    example_predictions=cat(self.attack_predictions[i]))
-        minimal = None
-        if self.minimal is not None:
-            minimal = {"name": minimal_attack.name, "norm": minimal_attack.norm.name,
-                       "sizes": cat(self.minimal["sizes"]), "broken": cat(self.minimal["broken"])}
-        return RobustnessReport(
-            labels=cat(self.chunks["labels"]), num_classes=self.num_classes, norm=norm, bounds=bounds,
-            clean_correct=cat(self.chunks["clean_correct"]), p_true_clean=cat(self.chunks["p_true_clean"]),
-            results=results, minimal=minimal, clean_examples=cat(self.examples), tolerance=tolerance,
-            keys=cat(self.chunks["keys"]), example_keys=cat(self.example_keys),
-        )
-
-
-_predicted = _common.predicted_classes
-
-
-def _true_prob(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    if probs.shape[-1] == 1:
-        p1 = probs[:, 0]
-        return np.where(labels == 1, p1, 1 - p1)
-    return probs[np.arange(len(labels)), labels]
