@@ -236,3 +236,90 @@ def evaluate_robustness(
             batch_size=batch_size, seed=seed, verbose=verbose, max_examples=max_examples, shard=shard,
             plan_epsilons=sorted({float(e) for _, _, e in plan if e is not None}))
     return report
+
+
+class _Run:
+    """One (attack, ε) of the plan: its compiled batch function and its seed stream."""
+
+    def __init__(self, name, attack, epsilon, model, seed, verbose):
+        self.name, self.attack, self.epsilon = name, attack, epsilon
+        self.seed = _batches.base_seed(attack.seed if attack.seed is not None else seed)
+        self.fn = attack.batch_function(model)
+
+    def __call__(self, batch):
+        eps = None if self.epsilon is None else float(self.epsilon)
+        return np.asarray(self.fn(batch.x, batch.y, eps, _batches.batch_seed(self.seed, batch.index)))
+
+
+class _Accumulator:
+    """Per-example results of a stream, kept as small per-batch chunks (no inputs except the first few)."""
+
+    def __init__(self, plan, minimal):
+        self.plan = plan
+        self.chunks = {k: [] for k in ("labels", "keys", "clean_correct", "p_true_clean")}
+        self.attack_chunks = [{k: [] for k in ("correct", "p_true", "perturbation")} for _ in plan]
+        self.examples = []
+        self.example_keys = []
+        self.attack_examples = [[] for _ in plan]
+        self.attack_predictions = [[] for _ in plan]
+        self.minimal = {"sizes": [], "broken": []} if minimal else None
+        self.num_classes = None
+        self._room = 0  # example slots the current batch fills
+
+    def add_clean(self, batch, labels, clean_ok, p_true, *, num_classes):
+        n = len(labels)
+        self.num_classes = max(2, int(num_classes))
+        keys = batch.index * (1 << 32) + np.arange(n, dtype=np.int64)
+        for k, v in (("labels", labels), ("keys", keys), ("clean_correct", clean_ok), ("p_true_clean", p_true)):
+            self.chunks[k].append(v)
+        self._room = max(0, _NUM_EXAMPLE_IMAGES - sum(len(e) for e in self.examples))
+        if self._room:
+            self.examples.append(np.array(batch.x[: self._room], np.float32))
+            self.example_keys.append(keys[: self._room])
+
+    def add_attack(self, i, *, correct, p_true, perturbation, x_adv, pred_adv):
+        c = self.attack_chunks[i]
+        c["correct"].append(np.asarray(correct, bool))
+        c["p_true"].append(np.asarray(p_true, np.float64))
+        c["perturbation"].append(np.asarray(perturbation, np.float64).reshape(-1))
+        if self._room:
+            self.attack_examples[i].append(np.array(x_adv[: self._room]))
+            self.attack_predictions[i].append(np.asarray(pred_adv[: self._room]))
+
+    def add_minimal(self, sizes, broken):
+        self.minimal["sizes"].append(np.asarray(sizes).reshape(-1))
+        self.minimal["broken"].append(np.asarray(broken, bool))
+
+    def report(self, *, norm, bounds, minimal_attack, tolerance, not_applicable=None):
+        cat = np.concatenate
+        not_applicable = dict(not_applicable or {})
+        results: Dict[str, AttackResult] = {}
+        for i, (name, attack, eps) in enumerate(self.plan):
+            if name in not_applicable:
+                continue
+            c = self.attack_chunks[i]
+            res = results.setdefault(name, AttackResult(name=name, attack=attack))
+            res.add(epsilon=float(eps), correct=cat(c["correct"]), p_true=cat(c["p_true"]),
+                    perturbation=cat(c["perturbation"]), examples=cat(self.attack_examples[i]),
+                    example_predictions=cat(self.attack_predictions[i]))
+        minimal = None
+        if self.minimal is not None:
+            minimal = {"name": minimal_attack.name, "norm": minimal_attack.norm.name,
+                       "sizes": cat(self.minimal["sizes"]), "broken": cat(self.minimal["broken"])}
+        return RobustnessReport(
+            labels=cat(self.chunks["labels"]), num_classes=self.num_classes, norm=norm, bounds=bounds,
+            clean_correct=cat(self.chunks["clean_correct"]), p_true_clean=cat(self.chunks["p_true_clean"]),
+            results=results, minimal=minimal, clean_examples=cat(self.examples), tolerance=tolerance,
+            keys=cat(self.chunks["keys"]), example_keys=cat(self.example_keys),
+            not_applicable=not_applicable,
+        )
+
+
+_predicted = _common.predicted_classes
+
+
+def _true_prob(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    if probs.shape[-1] == 1:
+        p1 = probs[:, 0]
+        return np.where(labels == 1, p1, 1 - p1)
+    return probs[np.arange(len(labels)), labels]
