@@ -17,6 +17,8 @@ Everything else in the package uses the public Keras 3 and TensorFlow API only
 * `multi_worker_fit(model)`: the one private hook, a version-guarded
   workaround for keras-team/keras#20585 so that Keras' own `fit` runs under
   `MultiWorkerMirroredStrategy` (see its docstring).
+* `intercept_layer_output()`: adds a perturbation to an inner layer's output
+  while a model runs (text models: `perturb_layer="embedding"`).
 
 Other modules may add a clearly separated function here, with the versions it
 was verified on.
@@ -41,6 +43,7 @@ __all__ = [
     "keras_loss_scale",
     "multi_worker_fit",
     "version_tuple",
+    "intercept_layer_output",
 ]
 
 # Measured floors (scripts/check_min_versions.sh; docs/compatibility.md).
@@ -179,3 +182,34 @@ def multi_worker_fit(model):
     finally:
         trainer_module.reduce_per_replica = original_reduce
         model.__dict__.pop("_maybe_symbolic_build", None)
+# --------------------------------------------------------------------------
+# Inner-layer perturbation (text helper). Verified on Keras 3.15 / TF 2.21.
+# Relies on: `Layer.__call__` running the layer through the attribute
+# `self.call` (keras/src/ops/operation.py `Operation.__call__` and
+# keras/src/layers/layer.py), for eager, traced and functional execution,
+# and on an instance attribute shadowing the class's `call`. Masks are still
+# computed by `Layer.__call__` around it, so downstream masking is unchanged.
+# --------------------------------------------------------------------------
+@contextlib.contextmanager
+def intercept_layer_output(layer, hook):
+    """While active, `layer`'s output `out` becomes `hook(out, args, kwargs)`.
+
+    Works for layers of Sequential, functional and subclassed models, in
+    eager mode and while a `tf.function` traces (the hook is then part of
+    that trace only). Not re-entrant per layer: nested use raises.
+    """
+    if "call" in vars(layer):
+        raise RuntimeError(
+            f"Layer {layer.name!r} is already intercepted (or has an instance-level `call`); "
+            "inner-layer perturbations cannot be nested."
+        )
+    original = layer.call
+
+    def call(*args, **kwargs):
+        return hook(original(*args, **kwargs), args, kwargs)
+
+    object.__setattr__(layer, "call", call)
+    try:
+        yield
+    finally:
+        object.__delattr__(layer, "call")

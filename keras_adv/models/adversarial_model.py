@@ -25,6 +25,7 @@ from keras_adv.attacks.attack import draw_seed
 from keras_adv.utils.validation import check_number
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
+from keras_adv.models.inner_layer import LayerPerturbation, check_attackable_input
 
 __all__ = ["AdversarialModel"]
 
@@ -128,6 +129,12 @@ class AdversarialModel(keras.Model):
         jit_compile_attack: compile the attack's loop with XLA inside the
             training and test steps. Off by default: on CPU, XLA was measured
             slower than the plain graph for conv nets; GPU speed not measured.
+        perturb_layer: the name of an inner layer (typically the
+            `Embedding` of a text model) whose output is attacked instead of
+            the model input; see `keras_adv.models.inner_layer`. The attack's
+            ε and norm then apply per sequence to the embedded input, its
+            `bounds` are not applied there, padding (the layer's mask) is
+            never perturbed, and the inputs may be token ids or strings.
 
     Attributes:
         epsilon: the training attack's current ε (a variable that schedules
@@ -145,6 +152,7 @@ class AdversarialModel(keras.Model):
         seed: Optional[int] = None,
         fuse_passes: Optional[bool] = None,
         jit_compile_attack: bool = False,
+        perturb_layer: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -174,6 +182,11 @@ class AdversarialModel(keras.Model):
         self.objective = self._objective.name
         adv_weight = check_number("adv_weight", adv_weight, minimum=0.0)
         self.seed = None if seed is None else check_number("seed", seed, integer=True)
+        self._perturbation = None
+        if perturb_layer is not None:
+            self._perturbation = LayerPerturbation(base_model, perturb_layer)
+            perturb_layer = self._perturbation.layer_name
+        self.perturb_layer = perturb_layer
         if fuse_passes not in (None, True, False):
             raise ValueError(f"`fuse_passes` must be None, True or False, got {fuse_passes!r}.")
         if jit_compile_attack not in (True, False):
@@ -317,18 +330,19 @@ class AdversarialModel(keras.Model):
         return seed
 
     def _craft(self, attack, x, y, epsilon, loss=None):
-        self._check_single_input(x)
+        """The adversarial input, or with `perturb_layer` the inner layer's perturbation δ."""
+        if not (isinstance(x, dict) and getattr(attack, "accepts_dict_inputs", False)):
+            # (a dict of named features is attacked through the attack's FeatureSpace)
+            self._check_single_input(x)
         seed = self._replica_seed()
         if not self.jit_compile_attack:
-            return attack(self.base_model, x, y, epsilon=epsilon, seed=seed, loss=loss)
+            return self._run_attack(attack, x, y, epsilon, seed, loss)
         # XLA: the attack runs in its own jit-compiled function (built once per attack/loss).
         key = (id(attack), id(loss), epsilon is None)
         fn = self._xla_attacks.get(key)
         if fn is None:
-            base = self.base_model
-
             def run(x, y, epsilon, seed):
-                return attack(base, x, y, epsilon=epsilon, seed=seed, loss=loss)
+                return self._run_attack(attack, x, y, epsilon, seed, loss)
 
             fn = tf.function(run, jit_compile=True, autograph=False)
             self._xla_attacks[key] = fn
@@ -336,13 +350,27 @@ class AdversarialModel(keras.Model):
             epsilon = tf.identity(tf.cast(epsilon, tf.float32))
         return fn(x, y, epsilon, seed)
 
-    @staticmethod
-    def _check_single_input(x):
+    def _run_attack(self, attack, x, y, epsilon, seed, loss):
+        if self._perturbation is not None:
+            return self._perturbation.craft(attack, x, y, epsilon=epsilon, seed=seed, loss=loss)
+        return attack(self.base_model, x, y, epsilon=epsilon, seed=seed, loss=loss)
+
+    def _adversarial_forward(self, x, x_adv, training):
+        """Outputs on the adversarial input (`x_adv` is δ of the inner layer with `perturb_layer`)."""
+        if self._perturbation is not None:
+            return self._perturbation.forward(x, x_adv, training=training)
+        return self(x_adv, training=training)
+
+    def _check_single_input(self, x):
         if isinstance(x, (list, tuple, dict)):
             raise ValueError(
                 "AdversarialModel attacks a single input tensor; got "
                 f"{type(x).__name__} of inputs."
             )
+        if self._perturbation is not None:
+            return
+        if x.dtype.is_integer or x.dtype == tf.string:
+            check_attackable_input(x, self.perturb_layer)
         if not x.dtype.is_floating:
             raise TypeError(
                 f"Inputs `x` must be floating point (scaled to the attack bounds), got "
@@ -382,7 +410,7 @@ class AdversarialModel(keras.Model):
         return total, clean, adv
 
     def _track(self, x, total, clean, adv):
-        batch = tf.shape(x)[0]
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self._total_loss_tracker.update_state(total, sample_weight=batch)
         self._clean_loss_tracker.update_state(clean, sample_weight=batch)
         self._adv_loss_tracker.update_state(adv, sample_weight=batch)
@@ -425,9 +453,15 @@ class AdversarialModel(keras.Model):
 
     def _training_forwards(self, x, x_adv):
         """Clean and adversarial outputs in training mode: one fused pass, or two."""
-        if self._fuses():
+        n = tf.shape(x)[0]
+        if self._perturbation is not None:  # x_adv is the inner layer's δ
+            if self._fuses():
+                delta = tf.concat([tf.zeros_like(x_adv), x_adv], axis=0)
+                both = self._perturbation.forward(tf.concat([x, x], axis=0), delta, training=True)
+                return both[:n], both[n:]
+            return self(x, training=True), self._adversarial_forward(x, x_adv, training=True)
+        if self._fuses() and not isinstance(x, dict):  # (dicts of named features: two passes)
             both = self(tf.concat([x, tf.cast(x_adv, x.dtype)], axis=0), training=True)
-            n = tf.shape(x)[0]
             return both[:n], both[n:]
         return self(x, training=True), self(x_adv, training=True)
 
@@ -444,7 +478,7 @@ class AdversarialModel(keras.Model):
             if y_clean_fixed is None:
                 y_clean, y_adv = self._training_forwards(x, x_adv)
             else:
-                y_clean, y_adv = y_clean_fixed, self(x_adv, training=True)
+                y_clean, y_adv = y_clean_fixed, self._adversarial_forward(x, x_adv, training=True)
             total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
             scaled = self._loss_for_gradient(total)
         self._track(x, total, clean, adv)
@@ -463,7 +497,7 @@ class AdversarialModel(keras.Model):
                 self._attack_loss(self.attack, self._objective_attack_loss(x)),
             )
         y_clean = self(x, training=False)
-        y_adv = self(x_adv, training=False)
+        y_adv = self._adversarial_forward(x, x_adv, training=False)
         total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
         self._track(x, total, clean, adv)
         return self.compute_metrics(x, y, y_clean, sample_weight, y_pred_adv=y_adv)
@@ -493,6 +527,8 @@ class AdversarialModel(keras.Model):
             ),
             "seed": self.seed,
         }
+        if self.perturb_layer is not None:
+            config["perturb_layer"] = self.perturb_layer
         # Written only when not the default, so configs from older versions stay identical.
         if self.fuse_passes is not None:
             config["fuse_passes"] = self.fuse_passes
