@@ -4,6 +4,7 @@
 #
 #   scripts/check_min_versions.sh [TF_VERSION] [KERAS_VERSION] [pytest args...]
 #   defaults: tensorflow-cpu 2.16.1, keras 3.8.0, the default suite (-m "not slow").
+#   tensorflow-metadata<1.16: newer releases need protobuf>=5, which TF 2.16 does not allow (tfds then fails to import).
 #   VENV=/work/venvs/floor (override with VENV=...). Results: docs/compatibility.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 "$VENV/bin/pip" install -q "tensorflow-cpu==$TF_VERSION" "keras==$KERAS_VERSION" \
-  "tensorflow-datasets>=4.9" "scikit-learn>=1.0" "matplotlib>=3.5" "pytest>=7" hypothesis \
+  "tensorflow-datasets>=4.9" "tensorflow-metadata<1.16" "scikit-learn>=1.0" "matplotlib>=3.5" "pytest>=7" hypothesis \
   nbclient nbformat ipykernel
 "$VENV/bin/pip" install -q --no-deps -e .
 "$VENV/bin/python" -c "import tensorflow as tf, keras; print('tensorflow', tf.__version__, 'keras', keras.__version__)"

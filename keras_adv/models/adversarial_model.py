@@ -606,10 +606,12 @@ class AdversarialModel(keras.Model):
         fn = tf.function(serve, input_signature=[spec], autograph=False)
         archive.add_endpoint("serve", fn)
         archive.add_endpoint("serving_default", fn)
-        if _accepts(archive.write_out, "verbose"):
-            archive.write_out(filepath, verbose=bool(verbose))
-        else:  # Keras < 3.6 has no `verbose`: keep its output for verbose=True only
-            with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+        # Keras' own listing only for verbose=True (Keras < 3.6 has no `verbose`; some versions print
+        # the "Saved artifact" listing even with verbose=False).
+        with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+            if _accepts(archive.write_out, "verbose"):
+                archive.write_out(filepath, verbose=bool(verbose))
+            else:
                 archive.write_out(filepath)
         if verbose is None:
             out = fn.get_concrete_function().structured_outputs["predictions"]
