@@ -268,7 +268,9 @@ class APGD(Attack):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
+
+        config = dict(trust.check_attack_config(config, cls.__name__))
         if config.get("ce_loss") is not None:
             config["ce_loss"] = keras.saving.deserialize_keras_object(config["ce_loss"])
         return cls(**config)

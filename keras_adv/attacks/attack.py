@@ -349,7 +349,9 @@ class Attack:
 
     @classmethod
     def from_config(cls, config: dict):
-        config = dict(config)
+        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
+
+        config = dict(trust.check_attack_config(config, cls.__name__))
         if config.get("loss") is not None:
             config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
         return cls(**config)

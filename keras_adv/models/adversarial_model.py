@@ -17,6 +17,7 @@ from keras_adv import losses as losses_lib
 from keras_adv.attacks.attack import _check_number, draw_seed
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
+from keras_adv.utils import data_checks, trust
 
 __all__ = ["AdversarialModel"]
 
@@ -121,6 +122,7 @@ class AdversarialModel(keras.Model):
                 f"got {self.attack!r}."
             )
         self.eval_attack = attacks_lib.get(eval_attack)
+        data_checks.check_wrapper_attacks(self.attack, self.eval_attack)
         self.objective = objectives_lib.get(objective).name
         self._objective = objectives_lib.get(objective)
         adv_weight = _check_number("adv_weight", adv_weight, minimum=0.0)
@@ -134,6 +136,8 @@ class AdversarialModel(keras.Model):
         self._margin_tracker = RobustnessMargin(name="robustness_margin")
         self._adv_compile_metrics = None
         self._from_logits = None
+        if base_model.built:  # a wrapper of a built model is built (BackupAndRestore needs it)
+            self.built = True
 
     # ----------------------------------------------------------- schedules
     @property
@@ -272,8 +276,17 @@ class AdversarialModel(keras.Model):
             return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
         return objective.attack_loss(y_clean)
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked before the first step (see `keras_adv.utils.data_checks`)."""
+        return data_checks.guarded_call(self, super().fit, "fit", args, kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked before the first step."""
+        return data_checks.guarded_call(self, super().evaluate, "evaluate", args, kwargs)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        data_checks.batch_checks(self, y, sample_weight)
         objective = self._objective
         attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
         x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
@@ -287,6 +300,7 @@ class AdversarialModel(keras.Model):
             total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
             self._track(x, total, clean, adv)
             scaled = self.optimizer.scale_loss(total) if self.optimizer is not None else total
+        data_checks.assert_finite_loss(total)
         weights = self.trainable_weights
         grads = tape.gradient(scaled, weights)
         self.optimizer.apply_gradients(zip(grads, weights))
@@ -294,6 +308,7 @@ class AdversarialModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        data_checks.batch_checks(self, y, sample_weight)
         if self.eval_attack is not None:
             x_adv = self._craft(self.eval_attack, x, y, None, self._attack_loss(self.eval_attack))
         else:
@@ -334,9 +349,21 @@ class AdversarialModel(keras.Model):
         }
         return config
 
+    def save_own_variables(self, store):
+        """Keras' own variables plus the seed generator's state, so a restored run continues its random stream."""
+        super().save_own_variables(store)
+        store["seed_generator_state"] = keras.ops.convert_to_numpy(self._seed_generator.state.value)
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if "seed_generator_state" in keys:  # files written before it was saved load too
+            self._seed_generator.state.assign(store["seed_generator_state"])
+            store = {k: store[k] for k in keys if k != "seed_generator_state"}
+        super().load_own_variables(store)
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        config = trust.check_model_config(config, custom_objects)
         config["base_model"] = keras.saving.deserialize_keras_object(
             config["base_model"], custom_objects=custom_objects
         )

@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_adv import attacks as attacks_lib
 from keras_adv.attacks.attack import _check_number, draw_seed
 from keras_adv.models.adversarial_model import AdversarialModel
+from keras_adv.utils import data_checks
 
 __all__ = ["FreeAdversarialModel"]
 
@@ -78,8 +79,10 @@ class FreeAdversarialModel(AdversarialModel):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_single_input(x)
+        data_checks.batch_checks(self, y, sample_weight)
         attack = self.attack
-        x = tf.cast(x, tf.float32)  # the perturbation stays float32 under mixed precision
+        # float32 (the perturbation stays float32 under mixed precision), finite and inside the bounds.
+        x = attack._validate_x(tf.cast(x, tf.float32))
         eps = tf.cast(self._epsilon, tf.float32)
         step = tf.cast(attack.step_size, tf.float32) if attack.step_size is not None else eps
         if attack.random_start:
@@ -101,6 +104,7 @@ class FreeAdversarialModel(AdversarialModel):
                 total, clean, adv = self._total_loss(x, y, y_clean_r, y_adv, sample_weight)
                 self._track(x, total, clean, adv)
                 scaled = self.optimizer.scale_loss(total) if self.optimizer is not None else total
+            data_checks.assert_finite_loss(total)
             grads = tape.gradient(scaled, list(weights) + [delta])
             grad_delta = grads[-1]
             if grad_delta is None:

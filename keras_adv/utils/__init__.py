@@ -1,0 +1,1 @@
+"""Package-internal utilities shared by keras_adv modules."""
