@@ -363,15 +363,10 @@ class AdversarialModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = trust.check_model_config(config, custom_objects)
-        config["base_model"] = keras.saving.deserialize_keras_object(
-            config["base_model"], custom_objects=custom_objects
-        )
-        config["attack"] = keras.saving.deserialize_keras_object(config["attack"], custom_objects=custom_objects)
-        if config.get("eval_attack") is not None:
-            config["eval_attack"] = keras.saving.deserialize_keras_object(
-                config["eval_attack"], custom_objects=custom_objects
-            )
+        config = dict(trust.check_model_config(config, custom_objects))
+        for field in ("base_model", "attack", "eval_attack"):  # errors name the field and the root cause
+            if config.get(field) is not None:
+                config[field] = trust.deserialize(field, config[field], custom_objects)
         return cls(**config)
 
     # -------------------------------------------------------------- export

@@ -73,6 +73,18 @@ def num_classes(model) -> Optional[int]:
     return int(shape[-1])
 
 
+def input_shape(model):
+    """The base model's static input shape (with the batch axis), when it has one input of known shape."""
+    base = getattr(model, "base_model", model)
+    try:
+        inputs = base.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape)
+
+
 def _is_array_like(v) -> bool:
     if v is None or isinstance(v, (tf.data.Dataset, dict)):
         return False
@@ -110,6 +122,13 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
         raise TypeError(
             f"`{p}x` must be floating point, scaled to the attack bounds {bounds}; got dtype {x.dtype}. "
             "Convert integer images first, e.g. x.astype('float32') / 255."
+        )
+    expected = input_shape(model)
+    if expected is not None and (len(expected) != x.ndim or any(
+            e is not None and e != a for e, a in zip(expected[1:], x.shape[1:]))):
+        raise ValueError(
+            f"`{p}x` has shape {x.shape}, but the model takes inputs of shape {tuple(expected)} "
+            "(None: any size)."
         )
     finite = np.isfinite(x)
     if not finite.all():

@@ -81,11 +81,51 @@ def check_attack_config(config: Any, field: str = "attack") -> Any:
         raise UntrustedConfigError(
             f"`{field}`: steps × restarts = {work:,.0f} exceeds the limit {MAX_WORK:,} for a config read from a file."
         )
+    for key in ("loss", "ce_loss"):
+        if config.get(key) is not None:
+            check_serialized_loss(config[key], f"{field}.{key}")
     for key in ("attacks", "inner", "base_attack"):  # nested attacks
         nested = config.get(key)
         if isinstance(nested, dict) and "class_name" in nested:
             check_serialized_attack(nested, f"{field}.{key}")
     return config
+
+
+def check_serialized_loss(serialized: Any, field: str) -> None:
+    """A loss in a config must be a name, a Keras loss or a registered (keras_adv or user) object."""
+    if isinstance(serialized, str):
+        return
+    if not isinstance(serialized, dict):
+        raise UntrustedConfigError(f"`{field}` must be a serialized loss, got {type(serialized).__name__}.")
+    import keras
+
+    module = str(serialized.get("module") or "")
+    registered = serialized.get("registered_name")
+    if module == "keras" or module.startswith(("keras.", "keras_adv")):
+        return
+    if registered and keras.saving.get_registered_object(registered) is not None:
+        return
+    name = f"{module}.{serialized.get('config') if serialized.get('class_name') == 'function' else serialized.get('class_name')}"
+    raise UntrustedConfigError(
+        f"`{field}` names {name!r}, which is neither a Keras nor a keras_adv loss nor a registered object; "
+        "it is not imported from a file. Register it (@keras.saving.register_keras_serializable) or pass it "
+        "in `custom_objects` if you trust it."
+    )
+
+
+def deserialize(field: str, serialized: Any, custom_objects=None):
+    """`keras.saving.deserialize_keras_object`, with the root cause of a failure named (not Keras' generic
+    "could not be deserialized properly", which hides it in the chained exception)."""
+    import keras
+
+    try:
+        return keras.saving.deserialize_keras_object(serialized, custom_objects=custom_objects)
+    except TypeError as e:
+        cause = e
+        while (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__
+        message = str(cause).split("Full object config")[0].strip()
+        raise UntrustedConfigError(f"`{field}` could not be loaded: {message}") from e
 
 
 def _registered_attack(name, custom_objects):
