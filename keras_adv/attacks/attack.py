@@ -145,7 +145,12 @@ class Attack:
             seed = self._next_seed()
         loss_fn = losses_lib.per_example(loss if loss is not None else self.loss)
         loss_fn = loss_fn or losses_lib.crossentropy
-        x_adv = self.perturb(model, x, y, epsilon, seed, loss_fn)
+        if x.dtype == tf.float64:  # attacks compute in float32; the budget is enforced in float64
+            x_work = tf.cast(x, tf.float32)
+            eps_work = None if epsilon is None else tf.cast(epsilon, tf.float32)
+            x_adv = self.perturb(model, x_work, y, eps_work, seed, loss_fn)
+        else:
+            x_adv = self.perturb(model, x, y, epsilon, seed, loss_fn)
         return tf.stop_gradient(self.enforce_budget(x, x_adv, epsilon))
 
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
