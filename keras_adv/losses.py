@@ -23,8 +23,15 @@ def _looks_like_probabilities(outputs):
 
 
 def to_log_probs(outputs, from_logits=None):
-    """Log-probabilities from logits or probabilities (auto-detected when `from_logits` is None)."""
+    """Log-probabilities from logits or probabilities (auto-detected when `from_logits` is None).
+
+    A single-unit output (a sigmoid binary classifier: the probability, or the
+    logit, of class 1) becomes the two columns `[log p(0), log p(1)]`, so
+    every loss, margin and attack treats it as a two-class model.
+    """
     outputs = tf.cast(outputs, tf.float32)
+    if outputs.shape.rank is not None and outputs.shape.rank >= 1 and outputs.shape[-1] == 1:
+        return _binary_log_probs(outputs, from_logits)
     if from_logits is True:
         return tf.nn.log_softmax(outputs, axis=-1)
     log_p = tf.math.log(tf.clip_by_value(outputs, _EPS, 1.0))
@@ -33,9 +40,21 @@ def to_log_probs(outputs, from_logits=None):
     return tf.where(_looks_like_probabilities(outputs), log_p, tf.nn.log_softmax(outputs, axis=-1))
 
 
+def _binary_log_probs(outputs, from_logits):
+    if from_logits is None:
+        # One unit: a probability when every value lies in [0, 1] (as `predicted_class` decides).
+        in_unit = tf.reduce_all((outputs >= 0.0) & (outputs <= 1.0))
+    else:
+        in_unit = tf.constant(not from_logits)
+    p = tf.clip_by_value(outputs, _EPS, 1.0 - 1e-7)
+    from_p = tf.concat([tf.math.log1p(-p), tf.math.log(p)], axis=-1)
+    from_z = tf.concat([tf.math.log_sigmoid(-outputs), tf.math.log_sigmoid(outputs)], axis=-1)
+    return tf.where(in_unit, from_p, from_z)
+
+
 def _one_hot_like(y, outputs):
     num_classes = tf.shape(outputs)[-1]
-    if y.shape.rank == outputs.shape.rank:
+    if y.shape.rank == outputs.shape.rank and y.shape[-1] != 1:
         return tf.cast(y, tf.float32)
     y = tf.cast(tf.reshape(y, [-1]), tf.int32)
     return tf.one_hot(y, num_classes, dtype=tf.float32)

@@ -19,13 +19,13 @@ def class_scores(outputs, attack_name: str) -> tf.Tensor:
     """Checks that `outputs` are per-class scores (batch, classes ≥ 2); returns log-probabilities."""
     outputs = _single_output(outputs)
     shape = outputs.shape
-    if shape.rank is not None and (shape.rank != 2 or (shape[-1] is not None and shape[-1] < 2)):
+    if shape.rank is not None and shape.rank != 2:
         raise ValueError(
             f"{attack_name} needs a model that outputs class scores of shape "
-            f"(batch, classes) with at least 2 classes (logits or probabilities); "
-            f"the model output has shape {shape}. Single-unit (binary) or "
-            "unbatched outputs carry no per-class scores: output one score per class."
+            f"(batch, classes) (logits or probabilities, or one sigmoid unit); "
+            f"the model output has shape {shape}."
         )
+    # A single sigmoid unit becomes two class log-probabilities (see `to_log_probs`).
     return losses_lib.to_log_probs(outputs)
 
 
@@ -54,6 +54,10 @@ def dlr(scores, labels):
     `−(z_y − max_{j≠y} z_j) / (z_π1 − z_π3)`, with π the scores sorted in
     decreasing order. Shift- and scale-invariant.
     """
+    if scores.shape[-1] is not None and scores.shape[-1] < 3:
+        # Two classes have no third score: the plain margin (scale-free
+        # log-probability differences of a binary model).
+        return -margin(scores, labels)
     top = tf.math.top_k(scores, k=3).values
     return -margin(scores, labels) / (top[:, 0] - top[:, 2] + 1e-12)
 
@@ -63,8 +67,15 @@ def dlr_targeted(scores, labels, targets):
     num_classes = tf.shape(scores)[-1]
     z_y = tf.reduce_sum(tf.one_hot(labels, num_classes, dtype=scores.dtype) * scores, axis=-1)
     z_t = tf.reduce_sum(tf.one_hot(targets, num_classes, dtype=scores.dtype) * scores, axis=-1)
+    return -(z_y - z_t) / dlr_targeted_scale(scores)
+
+
+def dlr_targeted_scale(scores):
+    """`z_π1 − (z_π3 + z_π4)/2`, the targeted DLR denominator (1 for fewer than 4 classes)."""
+    if scores.shape[-1] is not None and scores.shape[-1] < 4:
+        return tf.ones_like(scores[:, 0])
     top = tf.math.top_k(scores, k=4).values
-    return -(z_y - z_t) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+    return top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12
 
 
 def batch_mask(mask, x):

@@ -93,6 +93,9 @@ class APGD(Attack):
                 "`n_target_classes` (APGD-T: targets chosen among the runner-up classes) "
                 "cannot be combined with `targeted=True` (targets given in `y`)."
             )
+        # AutoAttack's members accept 2-3 class (and single-unit binary) models, where
+        # DLR falls back to the plain margin; a user's explicit APGD-DLR refuses them.
+        self._few_classes_ok = False
         self.rho = _check_number("rho", rho, minimum=0.0)
         self.momentum = _check_number("momentum", momentum, minimum=0.0)
         if self.momentum > 1.0:
@@ -113,14 +116,14 @@ class APGD(Attack):
                     obj = self.objective(loss_fn, y, outputs)
                 return obj, outputs
             scores = _scores.class_scores(outputs, name)
-            _check_classes(scores, 4 if (target is not None or self.targeted) else 3, name)
+            if not self._few_classes_ok:
+                _check_classes(scores, 4 if (target is not None or self.targeted) else 3, name)
             if target is not None:
                 obj = _scores.dlr_targeted(scores, labels, target)
             elif self.targeted:
                 # Target t given in y: push z_t above the best other class.
                 z_t, z_other = _scores.true_and_other(scores, labels)
-                top = tf.math.top_k(scores, k=4).values
-                obj = -(z_other - z_t) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+                obj = -(z_other - z_t) / _scores.dlr_targeted_scale(scores)
             else:
                 obj = _scores.dlr(scores, labels)
             return obj, outputs

@@ -276,8 +276,12 @@ class Attack:
         return tf.equal(pred, label) if self.targeted else tf.not_equal(pred, label)
 
     # ----------------------------------------------------------- generate
-    def generate(self, model, data, y=None, *, batch_size: int = 256, verbose="auto"):
+    def generate(self, model, data, y=None, *, batch_size: int = 256, verbose="auto", shard=None):
         """Runs the attack over a whole dataset, batch by batch.
+
+        Batch `k` is attacked with the stateless seed
+        `keras_adv.attacks.batch_seed(attack.seed, k)`, so a shard, a
+        resumed run or `iterate` give the very examples of the whole run.
 
         Args:
             model: the model to attack.
@@ -286,55 +290,72 @@ class Attack:
             y: labels (or targets) for numpy `data`.
             batch_size: batch size for numpy inputs.
             verbose: 0 silent, 1 progress bar; `"auto"` is 1.
+            shard: optional `(index, count)`: attack only the batches whose
+                index is `index` modulo `count` (results in batch order).
 
         Returns:
-            A numpy array of adversarial examples, the same shape as the inputs.
+            A numpy array of adversarial examples, the same shape as the
+            inputs (of the shard's batches). For a stream too large to hold,
+            use `iterate`, which yields them batch by batch.
         """
-        if isinstance(data, tf.data.Dataset):
-            dataset = data
-            steps = dataset.cardinality().numpy()
-            steps = int(steps) if steps >= 0 else None
-        else:
-            if y is None:
-                raise ValueError("`y` is required when `data` is an array of inputs.")
-            x_np = np.asarray(data)
-            y_np = np.asarray(y)
-            if len(x_np) != len(y_np):
-                raise ValueError(
-                    f"`data` and `y` must have the same length, got {len(x_np)} and {len(y_np)}."
-                )
-            self._validate_x(x_np[:1])  # dtype check with a clear error before batching
-            batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
-            dataset = tf.data.Dataset.from_tensor_slices((x_np, y_np)).batch(batch_size)
-            steps = int(math.ceil(len(x_np) / batch_size))
-        seed_gen = keras.random.SeedGenerator(self.seed)
-        step = self._generate_function(model)
-
-        bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
-        outputs = []
-        for i, batch in enumerate(dataset):
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise ValueError("A `tf.data.Dataset` passed as `data` must yield (x, y) batches.")
-            xb, yb = batch[0], batch[1]
-            outputs.append(step(xb, yb, draw_seed(seed_gen)).numpy())
-            if bar is not None:
-                bar.update(i + 1)
-        if not outputs:
-            raise ValueError("`data` is empty.")
+        outputs = [x_adv for x_adv, _ in self.iterate(model, data, y, batch_size=batch_size,
+                                                      verbose=verbose, shard=shard)]
         return np.concatenate(outputs, axis=0)
 
-    def _generate_function(self, model):
-        """One traced attack function per model, reused across `generate` calls."""
+    def iterate(self, model, data, y=None, *, batch_size: int = 256, verbose=0, shard=None):
+        """Yields `(x_adv, y)` numpy batches over `data`, holding one batch at a time.
+
+        The streaming form of `generate` (same arguments, same examples): memory
+        stays flat for a `tf.data.Dataset` of any size.
+        """
+        from keras_adv.attacks import _batches
+
+        if not isinstance(data, tf.data.Dataset):
+            x_np = data[0] if (isinstance(data, (tuple, list)) and len(data) == 2 and y is None) else data
+            if y is None and x_np is data:
+                raise ValueError("`y` is required when `data` is an array of inputs.")
+            if not tf.is_tensor(x_np):
+                self._validate_x(np.asarray(x_np)[:1])  # dtype check with a clear error before batching
+            batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+        steps = _batches.num_batches(data, y, batch_size=batch_size, shard=shard)
+        seed = _batches.base_seed(self.seed)
+        step = self.batch_function(model)
+        bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
+        for i, batch in enumerate(_batches.iterate(data, y, batch_size=batch_size, shard=shard,
+                                                   check_float=False)):
+            x_adv = step(batch.x, batch.y, None, _batches.batch_seed(seed, batch.index))
+            yield np.asarray(x_adv), batch.y
+            if bar is not None:
+                bar.update(i + 1)
+
+    def batch_function(self, model, *, verbose: int = 0):
+        """`fn(x, y, epsilon, seed) -> x_adv` for one batch, compiled once per model.
+
+        `epsilon=None` keeps the attack's own ε; a number overrides it without
+        retracing. The evaluator and `generate` call attacks through this
+        hook; an attack that drives sub-attacks from Python (AutoAttack, to
+        report progress) overrides it. The model is held weakly: the
+        function does not keep a discarded model alive.
+        """
         if self._generate_fns is None:
             self._generate_fns = weakref.WeakKeyDictionary()
         fn = self._generate_fns.get(model)
         if fn is None:
-            def step(xb, yb, seed):
-                return self(model, xb, yb, seed=seed)
+            ref = weakref.ref(model)
+
+            def step(xb, yb, epsilon, seed):
+                return self(ref(), xb, yb, epsilon=epsilon, seed=seed)
 
             fn = tf.function(step, reduce_retracing=True)
             self._generate_fns[model] = fn
-        return fn
+        own = self.epsilon
+
+        def call(xb, yb, epsilon, seed):
+            eps = own if epsilon is None else epsilon
+            eps = None if eps is None else tf.constant(float(eps), tf.float32)
+            return fn(tf.convert_to_tensor(xb), tf.convert_to_tensor(yb), eps, seed)
+
+        return call
 
     # ------------------------------------------------------ serialization
     def get_config(self) -> dict:

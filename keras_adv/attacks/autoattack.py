@@ -98,11 +98,11 @@ class AutoAttack(Attack):
         spec = spec.lower()
         if spec == "apgd-ce":
             return APGD(self.epsilon, loss="ce", steps=self.steps, name="apgd-ce", **common)
-        if spec == "apgd-dlr":
-            return APGD(self.epsilon, loss="dlr", steps=self.steps, name="apgd-dlr", **common)
-        if spec == "apgd-t":
-            return APGD(self.epsilon, loss="dlr", steps=self.steps, n_target_classes=self.n_target_classes,
-                        name="apgd-t", **common)
+        if spec in ("apgd-dlr", "apgd-t"):
+            targets = dict(n_target_classes=self.n_target_classes) if spec == "apgd-t" else {}
+            member = APGD(self.epsilon, loss="dlr", steps=self.steps, name=spec, **targets, **common)
+            member._few_classes_ok = True  # binary models: DLR falls back to the margin
+            return member
         if spec == "fab-t":
             return FAB(self.epsilon, steps=self.steps, n_target_classes=self.n_target_classes, name="fab-t", **common)
         return Square(self.epsilon, queries=self.queries, name="square", **common)

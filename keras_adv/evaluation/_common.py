@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from typing import Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv.attacks.attack import Attack, _check_number, draw_seed
+from keras_adv.attacks import _batches
+from keras_adv.attacks.attack import Attack, _check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
 
@@ -86,24 +88,26 @@ def predicted_classes(outputs: np.ndarray) -> np.ndarray:
 
 def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs (inference mode) over `x` in batches, as float32 numpy."""
-    fn = _call_fn(model)
+    fn = call_function(model)
     out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
 
-_CALL_FNS = {}
+# One traced inference function per model, held weakly (a discarded model is freed: issue 13).
+_CALL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _call_fn(model):
-    key = id(model)
-    entry = _CALL_FNS.get(key)
-    if entry is None or entry[0] is not model:
-        fn = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
-        entry = (model, fn)
-        if len(_CALL_FNS) > 64:
-            _CALL_FNS.clear()
-        _CALL_FNS[key] = entry
-    return entry[1]
+def call_function(model):
+    """`fn(x) -> model(x, training=False)`, traced once per model; the model is held weakly."""
+    try:
+        fn = _CALL_FNS.get(model)
+    except TypeError:  # an unhashable / non-weakref-able callable
+        return tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
+    if fn is None:
+        ref = weakref.ref(model)
+        fn = tf.function(lambda xb: ref()(xb, training=False), reduce_retracing=True)
+        _CALL_FNS[model] = fn
+    return fn
 
 
 def to_probs(outputs: np.ndarray) -> np.ndarray:
@@ -124,50 +128,24 @@ def run_attack(attack: Attack, model, x: np.ndarray, y: np.ndarray, *, epsilon="
                batch_size: int = 256, seed: Optional[int] = None, progbar=None) -> np.ndarray:
     """Runs `attack` over numpy `x` in batches, exactly like `Attack.generate`.
 
-    The per-batch seeds come from `keras.random.SeedGenerator(attack.seed)`
-    (or `seed` when the attack has none), drawn in batch order, the same
-    stream `attack.generate` uses, so the results equal a direct
-    `attack.generate(...)` call with the same ε. `epsilon="default"` keeps the
-    attack's own ε; a number overrides it per call (`Attack.__call__`'s
-    `epsilon=`).
+    Batch `k` uses the stateless seed `batch_seed(attack.seed, k)` (or
+    `seed` when the attack has none), as `attack.generate` does, so the
+    results equal a direct `attack.generate(...)` call with the same ε.
+    `epsilon="default"` keeps the attack's own ε; a number overrides it per
+    call (`Attack.__call__`'s `epsilon=`).
     """
     if not isinstance(attack, Attack):
         raise TypeError(f"attacks must be keras_adv.attacks.Attack instances, got {type(attack).__name__}.")
     batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
-    seed_gen = keras.random.SeedGenerator(attack.seed if attack.seed is not None else seed)
-    use_default = isinstance(epsilon, str) and epsilon == "default"
-    eps = None if use_default else tf.constant(float(epsilon), tf.float32)
-
-    step = _attack_fn(attack, model, use_default)
+    base = _batches.base_seed(attack.seed if attack.seed is not None else seed)
+    eps = None if isinstance(epsilon, str) and epsilon == "default" else float(epsilon)
+    step = attack.batch_function(model)
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = tf.convert_to_tensor(x[i:i + batch_size])
-        yb = tf.convert_to_tensor(y[i:i + batch_size])
-        s = draw_seed(seed_gen)
-        out.append((step(xb, yb, s) if use_default else step(xb, yb, eps, s)).numpy())
+    for b in _batches.iterate(x, y, batch_size=batch_size, check_float=False):
+        out.append(np.asarray(step(b.x, b.y, eps, _batches.batch_seed(base, b.index))))
         if progbar is not None:
             progbar.add(1)
     return np.concatenate(out)
-
-
-_ATTACK_FNS = {}
-
-
-def _attack_fn(attack, model, use_default):
-    """One traced function per (attack, model), reused across ε values and calls."""
-    key = (id(attack), id(model), use_default)
-    entry = _ATTACK_FNS.get(key)
-    if entry is None or entry[0] is not attack or entry[1] is not model:
-        if use_default:
-            fn = tf.function(lambda xb, yb, s: attack(model, xb, yb, seed=s), reduce_retracing=True)
-        else:
-            fn = tf.function(lambda xb, yb, e, s: attack(model, xb, yb, epsilon=e, seed=s),
-                             reduce_retracing=True)
-        entry = (attack, model, fn)
-        if len(_ATTACK_FNS) > 64:
-            _ATTACK_FNS.clear()
-        _ATTACK_FNS[key] = entry
-    return entry[2]
 
 
 def n_batches(n: int, batch_size: int) -> int:

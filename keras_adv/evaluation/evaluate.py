@@ -6,7 +6,9 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from keras_adv.attacks import _batches
 from keras_adv.attacks.attack import Attack, _check_number
 from keras_adv.evaluation import _common
 from keras_adv.evaluation.report import AttackResult, RobustnessReport
@@ -30,18 +32,30 @@ def evaluate_robustness(
     seed: Optional[int] = 0,
     max_examples: Optional[int] = None,
     verbose="auto",
+    shard=None,
 ) -> RobustnessReport:
     """Evaluates a classifier against several attacks over a grid of budgets.
 
     Each attack is re-run at each ε of `epsilons` (through the per-call
     `epsilon=` override of `Attack.__call__`), batch by batch with the same
-    seed stream as `attack.generate`, so every number equals that of the same
-    attack called directly. The report holds the clean accuracy, the robust
-    accuracy per attack and ε, the per-example worst case over all attacks
-    (an example counts as robust at ε only if *every* attack failed on it),
+    stateless per-batch seeds as `attack.generate`, so every number equals
+    that of the same attack called directly. **Robust accuracy** is the
+    RobustBench/AutoAttack one: an example counts as robust only when it is
+    classified correctly both clean and under attack. The report holds the
+    clean accuracy, the robust accuracy per attack and ε, the per-example
+    worst case over all attacks (robust at ε only if *every* attack failed),
     the robustness margin, a per-class breakdown, the empirical robustness
     (mean minimal perturbation) and gradient-masking warnings (Carlini et al.
     2019, "On Evaluating Adversarial Robustness").
+
+    The data is *streamed*: one batch at a time is attacked and only the
+    per-example results a report needs are kept (a few bytes per example
+    and attack, plus 8 example images), so a `tf.data.Dataset` of any size
+    runs in flat memory. `shard=(i, n)` evaluates only the batches whose
+    index is `i` modulo `n` (one worker of `n`); `RobustnessReport.merge`
+    puts the shards' reports together into exactly the unsharded report.
+    Single-unit (sigmoid) binary classifiers are supported: their class is
+    the output thresholded at 0.5 (probabilities) or 0 (logits).
 
     Example:
 
@@ -74,16 +88,21 @@ def evaluate_robustness(
         tolerance: accuracy difference (absolute) above which a diagnostic fires.
         seed: seed of attacks that have none of their own.
         max_examples: evaluate only the first `max_examples` examples.
-        verbose: 0 silent, 1 (or `"auto"`) a progress bar.
+        verbose: 0 silent, 1 (or `"auto"`) a progress bar; 2 also lets
+            attacks that report progress (AutoAttack: points still robust
+            after each sub-attack) print it.
+        shard: optional `(index, count)`: evaluate only this worker's share
+            of the batches (with the seeds of the whole run).
 
     Returns:
         A `keras_adv.evaluation.RobustnessReport`.
     """
     model = _common.load_model(model)
-    x, y_raw = _common.to_numpy(data, y, max_examples=max_examples)
-    labels = _common.labels_of(y_raw)
     batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
     tolerance = _check_number("tolerance", tolerance, minimum=0.0)
+    if max_examples is not None:
+        max_examples = _check_number("max_examples", max_examples, minimum=1, integer=True)
+    shard = _batches.check_shard(shard)
     if not isinstance(attacks, Mapping) or not attacks:
         raise ValueError("`attacks` must be a non-empty dict {name: keras_adv.attacks.Attack}.")
     for name, attack in attacks.items():
@@ -101,72 +120,149 @@ def evaluate_robustness(
             raise ValueError("`epsilons` must hold at least one budget.")
     if minimal_attack is not None and not isinstance(minimal_attack, Attack):
         raise TypeError(f"`minimal_attack` must be a keras_adv.attacks.Attack, got {type(minimal_attack).__name__}.")
-    verbose = 1 if verbose == "auto" else int(bool(verbose))
-
-    outputs_clean = _common.predict(model, x, batch_size)
-    probs_clean = _common.to_probs(outputs_clean)
-    num_classes = probs_clean.shape[-1]
-    pred_clean = _predicted(outputs_clean)
-    clean_correct = pred_clean == labels
-    p_true_clean = _true_prob(probs_clean, labels)
-    k = min(_NUM_EXAMPLE_IMAGES, len(x))
+    if not isinstance(data, tf.data.Dataset):
+        if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
+            data, y = data
+        if y is None:
+            raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
+        data, y = np.asarray(data), np.asarray(y)
+        if not np.issubdtype(data.dtype, np.floating):
+            raise TypeError(f"`data` must hold floating-point inputs, got dtype {data.dtype}.")
+    elif y is not None:
+        raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")
+    verbose = 1 if verbose == "auto" else int(verbose)
 
     plan = [(name, attack, eps) for name, attack in attacks.items()
             for eps in (epsilons if epsilons is not None else [attack.epsilon])]
-    nb = _common.n_batches(len(x), batch_size)
-    total = nb * (len(plan) + (minimal_attack is not None))
-    bar = keras.utils.Progbar(total, unit_name="batch") if verbose else None
+    runs = [_Run(name, attack, eps, model, seed, verbose) for name, attack, eps in plan]
+    minimal_run = (_Run(minimal_attack.name, minimal_attack, None, model, seed, verbose)
+                   if minimal_attack is not None else None)
+    nb = _batches.num_batches(data, y, batch_size=batch_size, max_examples=max_examples, shard=shard)
+    bar = None
+    if verbose:
+        total = None if nb is None else nb * (len(runs) + (minimal_run is not None))
+        bar = keras.utils.Progbar(total, unit_name="batch")
 
-    results: Dict[str, AttackResult] = {}
-    for name, attack, eps in plan:
-        x_adv = _common.run_attack(attack, model, x, y_raw, epsilon=eps, batch_size=batch_size,
-                                   seed=seed, progbar=bar)
-        out_adv = _common.predict(model, x_adv, batch_size)
-        res = results.setdefault(name, AttackResult(name=name, attack=attack))
-        pred_adv = _predicted(out_adv)
-        correct = pred_adv == labels
-        res.add(
-            epsilon=float(eps),
-            correct=correct,
-            p_true=_true_prob(_common.to_probs(out_adv), labels),
-            perturbation=np.asarray(attack.norm.distance(x, x_adv)),
-            examples=x_adv[:k],
-            example_predictions=pred_adv[:k],
-        )
+    acc = _Accumulator(plan, minimal_run is not None)
+    predict = _common.call_function(model)
+    first_batch = None
+    done = 0
+    for batch in _batches.iterate(data, y, batch_size=batch_size, max_examples=max_examples, shard=shard):
+        if first_batch is None:
+            first_batch = batch
+        labels = _common.labels_of(batch.y)
+        out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, tf.float32)), np.float32)
+        clean_ok = _predicted(out_clean) == labels
+        acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
+                      num_classes=out_clean.shape[-1])
+        for i, run in enumerate(runs):
+            x_adv = run(batch)
+            out_adv = np.asarray(predict(tf.convert_to_tensor(x_adv)), np.float32)
+            pred_adv = _predicted(out_adv)
+            acc.add_attack(i, correct=clean_ok & (pred_adv == labels),
+                           p_true=_true_prob(_common.to_probs(out_adv), labels),
+                           perturbation=np.asarray(run.attack.norm.distance(batch.x, x_adv)),
+                           x_adv=x_adv, pred_adv=pred_adv)
+            done += 1
+            if bar is not None:
+                bar.update(done)
+        if minimal_run is not None:
+            x_min = minimal_run(batch)
+            pred = _predicted(np.asarray(predict(tf.convert_to_tensor(x_min))))
+            acc.add_minimal(np.asarray(minimal_attack.norm.distance(batch.x, x_min)),
+                            (pred != labels) & clean_ok)
+            done += 1
+            if bar is not None:
+                bar.update(done)
 
-    minimal = None
-    if minimal_attack is not None:
-        x_min = _common.run_attack(minimal_attack, model, x, y_raw, batch_size=batch_size,
-                                   seed=seed, progbar=bar)
-        broken = (_predicted(_common.predict(model, x_min, batch_size)) != labels) & clean_correct
-        minimal = {
-            "name": minimal_attack.name,
-            "norm": minimal_attack.norm.name,
-            "sizes": np.asarray(minimal_attack.norm.distance(x, x_min)),
-            "broken": broken,
-        }
-
-    report = RobustnessReport(
-        labels=labels,
-        num_classes=int(num_classes),
+    report = acc.report(
         norm=sorted(norms)[0] if len(norms) == 1 else "mixed",
         bounds=tuple(next(iter(attacks.values())).bounds),
-        clean_correct=clean_correct,
-        p_true_clean=p_true_clean,
-        results=results,
-        minimal=minimal,
-        clean_examples=x[:k],
+        minimal_attack=minimal_attack,
         tolerance=tolerance,
     )
     if diagnose:
         from keras_adv.evaluation import diagnostics
 
-        warnings = diagnostics.check_gradients(model, x[:batch_size], y_raw[:batch_size])
-        warnings += diagnostics.check_determinism(model, x[:batch_size])
-        warnings += diagnostics.check_report(report, tolerance=tolerance,
-                                             convergence_tolerance=max(tolerance, 0.1))
-        report.warnings = warnings
+        xb, yb = first_batch.x, first_batch.y
+        report.input_warnings = diagnostics.check_gradients(model, xb, yb) + diagnostics.check_determinism(model, xb)
+        report.warnings = list(report.input_warnings) + diagnostics.check_report(
+            report, tolerance=tolerance, convergence_tolerance=max(tolerance, 0.1))
+        report.diagnosed = True
     return report
+
+
+class _Run:
+    """One (attack, ε) of the plan: its compiled batch function and its seed stream."""
+
+    def __init__(self, name, attack, epsilon, model, seed, verbose):
+        self.name, self.attack, self.epsilon = name, attack, epsilon
+        self.seed = _batches.base_seed(attack.seed if attack.seed is not None else seed)
+        self.fn = attack.batch_function(model)
+
+    def __call__(self, batch):
+        eps = None if self.epsilon is None else float(self.epsilon)
+        return np.asarray(self.fn(batch.x, batch.y, eps, _batches.batch_seed(self.seed, batch.index)))
+
+
+class _Accumulator:
+    """Per-example results of a stream, kept as small per-batch chunks (no inputs except the first few)."""
+
+    def __init__(self, plan, minimal):
+        self.plan = plan
+        self.chunks = {k: [] for k in ("labels", "keys", "clean_correct", "p_true_clean")}
+        self.attack_chunks = [{k: [] for k in ("correct", "p_true", "perturbation")} for _ in plan]
+        self.examples = []
+        self.example_keys = []
+        self.attack_examples = [[] for _ in plan]
+        self.attack_predictions = [[] for _ in plan]
+        self.minimal = {"sizes": [], "broken": []} if minimal else None
+        self.num_classes = None
+        self._room = 0  # example slots the current batch fills
+
+    def add_clean(self, batch, labels, clean_ok, p_true, *, num_classes):
+        n = len(labels)
+        self.num_classes = max(2, int(num_classes))
+        keys = batch.index * (1 << 32) + np.arange(n, dtype=np.int64)
+        for k, v in (("labels", labels), ("keys", keys), ("clean_correct", clean_ok), ("p_true_clean", p_true)):
+            self.chunks[k].append(v)
+        self._room = max(0, _NUM_EXAMPLE_IMAGES - sum(len(e) for e in self.examples))
+        if self._room:
+            self.examples.append(np.array(batch.x[: self._room], np.float32))
+            self.example_keys.append(keys[: self._room])
+
+    def add_attack(self, i, *, correct, p_true, perturbation, x_adv, pred_adv):
+        c = self.attack_chunks[i]
+        c["correct"].append(np.asarray(correct, bool))
+        c["p_true"].append(np.asarray(p_true, np.float64))
+        c["perturbation"].append(np.asarray(perturbation, np.float64).reshape(-1))
+        if self._room:
+            self.attack_examples[i].append(np.array(x_adv[: self._room]))
+            self.attack_predictions[i].append(np.asarray(pred_adv[: self._room]))
+
+    def add_minimal(self, sizes, broken):
+        self.minimal["sizes"].append(np.asarray(sizes).reshape(-1))
+        self.minimal["broken"].append(np.asarray(broken, bool))
+
+    def report(self, *, norm, bounds, minimal_attack, tolerance):
+        cat = np.concatenate
+        results: Dict[str, AttackResult] = {}
+        for i, (name, attack, eps) in enumerate(self.plan):
+            c = self.attack_chunks[i]
+            res = results.setdefault(name, AttackResult(name=name, attack=attack))
+            res.add(epsilon=float(eps), correct=cat(c["correct"]), p_true=cat(c["p_true"]),
+                    perturbation=cat(c["perturbation"]), examples=cat(self.attack_examples[i]),
+                    example_predictions=cat(self.attack_predictions[i]))
+        minimal = None
+        if self.minimal is not None:
+            minimal = {"name": minimal_attack.name, "norm": minimal_attack.norm.name,
+                       "sizes": cat(self.minimal["sizes"]), "broken": cat(self.minimal["broken"])}
+        return RobustnessReport(
+            labels=cat(self.chunks["labels"]), num_classes=self.num_classes, norm=norm, bounds=bounds,
+            clean_correct=cat(self.chunks["clean_correct"]), p_true_clean=cat(self.chunks["p_true_clean"]),
+            results=results, minimal=minimal, clean_examples=cat(self.examples), tolerance=tolerance,
+            keys=cat(self.chunks["keys"]), example_keys=cat(self.example_keys),
+        )
 
 
 _predicted = _common.predicted_classes

@@ -16,7 +16,12 @@ SCHEMA_VERSION = "keras_adv.robustness_report/1"
 
 @dataclass
 class AttackResult:
-    """Per-example outcomes of one attack at each ε (arrays indexed like the data)."""
+    """Per-example outcomes of one attack at each ε (arrays indexed like the data).
+
+    `correct[i][k]` is True when example `k` is *robust* at `epsilons[i]`:
+    classified correctly on the clean input **and** on the attack's output
+    (the definition of RobustBench and AutoAttack).
+    """
 
     name: str
     attack: Any
@@ -36,6 +41,7 @@ class AttackResult:
         self.example_predictions.append(None if example_predictions is None else np.asarray(example_predictions))
 
     def accuracy(self, epsilon: float) -> float:
+        """Robust accuracy at `epsilon` (correct clean and under attack)."""
         return float(self.correct[self._index(epsilon)].mean())
 
     def _index(self, epsilon):
@@ -79,8 +85,17 @@ class RobustnessReport:
     """
 
     def __init__(self, *, labels, num_classes, norm, bounds, clean_correct, p_true_clean, results,
-                 minimal=None, clean_examples=None, tolerance=0.05, warnings=None):
+                 minimal=None, clean_examples=None, tolerance=0.05, warnings=None, keys=None,
+                 example_keys=None, input_warnings=None, diagnosed=None):
         self.labels = np.asarray(labels)
+        # Position of each example in the whole (unsharded) stream, to merge shards in order.
+        self.keys = np.arange(len(self.labels), dtype=np.int64) if keys is None else np.asarray(keys, np.int64)
+        self.example_keys = (self.keys[: 0 if clean_examples is None else len(clean_examples)]
+                             if example_keys is None else np.asarray(example_keys, np.int64))
+        # Warnings from checks on the inputs (gradients, determinism), computed on the
+        # first batch; the report checks are recomputed from the numbers on `merge`.
+        self.input_warnings = list(input_warnings or [])
+        self.diagnosed = bool(warnings) if diagnosed is None else bool(diagnosed)
         self.num_classes = int(num_classes)
         self.norm = norm
         self.bounds = tuple(float(b) for b in bounds)
@@ -106,7 +121,11 @@ class RobustnessReport:
         return sorted({e for r in self.results.values() for e in r.epsilons})
 
     def robust_accuracy(self, attack: str, epsilon: float) -> float:
-        """Fraction of examples still classified correctly after `attack` at `epsilon`."""
+        """Fraction of examples classified correctly both clean and after `attack` at `epsilon`.
+
+        The definition of RobustBench and AutoAttack: an example the model
+        already gets wrong is never robust, whatever the attack returns.
+        """
         return self._result(attack).accuracy(epsilon)
 
     def attack_success_rate(self, attack: str, epsilon: float) -> float:
@@ -195,6 +214,81 @@ class RobustnessReport:
                 "clean_accuracy": float(self.clean_correct[m].mean()),
                 "robust_accuracy": [float(self.worst_case_correct(e)[m].mean()) for e in self.epsilons],
             }
+        return out
+
+    # ------------------------------------------------------------ merging
+    @classmethod
+    def merge(cls, reports) -> "RobustnessReport":
+        """Merges the reports of disjoint shards into the report of their union, exactly.
+
+        The shards come from `evaluate_robustness(..., shard=(i, n))` (or
+        from different parts of one stream) with the same attacks and
+        budgets; examples are put back in stream order, so merging every
+        shard of a stream gives the very report of the unsharded run (the
+        same numbers, example images and diagnostics).
+        """
+        reports = list(reports)
+        if not reports or not all(isinstance(r, RobustnessReport) for r in reports):
+            raise ValueError("`reports` must be a non-empty list of RobustnessReport.")
+        first = reports[0]
+        for r in reports[1:]:
+            if (list(r.results) != list(first.results)
+                    or any(r.results[n].epsilons != first.results[n].epsilons for n in first.results)):
+                raise ValueError("`reports` must come from the same attacks and epsilons to be merged.")
+            if (r.norm, r.bounds, r.num_classes) != (first.norm, first.bounds, first.num_classes):
+                raise ValueError("`reports` must share norm, bounds and number of classes to be merged.")
+            if (r.minimal is None) != (first.minimal is None):
+                raise ValueError("`reports` must all have (or all lack) a minimal-perturbation attack.")
+        keys = np.concatenate([r.keys for r in reports])
+        if len(np.unique(keys)) != len(keys):
+            raise ValueError("`reports` overlap (the same example appears in two of them): merge disjoint shards.")
+        order = np.argsort(keys, kind="stable")
+
+        def cat(get):
+            return np.concatenate([np.asarray(get(r)) for r in reports])[order]
+
+        results = {}
+        ex_keys = np.concatenate([r.example_keys for r in reports])
+        k = len(first.example_keys) if first.clean_examples is not None else 0
+        k = max([len(r.example_keys) for r in reports] + [k])
+        ex_order = np.argsort(ex_keys, kind="stable")[:k]
+
+        def cat_examples(get):
+            parts = [np.asarray(get(r)) for r in reports if len(r.example_keys)]
+            return np.concatenate(parts)[ex_order] if parts else None
+
+        for name, res in first.results.items():
+            merged = AttackResult(name=name, attack=res.attack)
+            for i, e in enumerate(res.epsilons):
+                preds = [r.results[name].example_predictions[i] for r in reports]
+                merged.add(
+                    epsilon=e,
+                    correct=cat(lambda r: r.results[name].correct[i]),
+                    p_true=cat(lambda r: r.results[name].p_true[i]),
+                    perturbation=cat(lambda r: r.results[name].perturbation[i]),
+                    examples=cat_examples(lambda r: r.results[name].examples[i]),
+                    example_predictions=None if any(p is None for p in preds) else
+                    cat_examples(lambda r: r.results[name].example_predictions[i]),
+                )
+            results[name] = merged
+        minimal = None
+        if first.minimal is not None:
+            minimal = dict(first.minimal, sizes=cat(lambda r: r.minimal["sizes"]),
+                           broken=cat(lambda r: r.minimal["broken"]))
+        head = min(reports, key=lambda r: r.keys.min() if len(r.keys) else np.inf)
+        out = cls(
+            labels=cat(lambda r: r.labels), num_classes=first.num_classes, norm=first.norm,
+            bounds=first.bounds, clean_correct=cat(lambda r: r.clean_correct),
+            p_true_clean=cat(lambda r: r.p_true_clean), results=results, minimal=minimal,
+            clean_examples=cat_examples(lambda r: r.clean_examples), tolerance=first.tolerance,
+            keys=keys[order], example_keys=ex_keys[ex_order], input_warnings=head.input_warnings,
+            diagnosed=any(r.diagnosed for r in reports),
+        )
+        if out.diagnosed:
+            from keras_adv.evaluation import diagnostics
+
+            out.warnings = list(out.input_warnings) + diagnostics.check_report(
+                out, tolerance=out.tolerance, convergence_tolerance=max(out.tolerance, 0.1))
         return out
 
     def _result(self, attack):

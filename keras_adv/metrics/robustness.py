@@ -45,17 +45,26 @@ class WeightedMeanMetric(keras.metrics.Metric):
 
 @keras.saving.register_keras_serializable(package="keras_adv")
 class RobustAccuracy(WeightedMeanMetric):
-    """Accuracy on adversarial inputs: the fraction still classified correctly.
+    """Robust accuracy: the fraction of examples classified correctly both clean and under attack.
 
-    `update_state(y_true, y_pred_adv, sample_weight=None)` takes the true
-    labels (integers or one-hot) and the model's outputs on the adversarial
-    examples.
+    The definition of RobustBench and AutoAttack (Croce & Hein 2020), the one
+    `keras_adv.evaluate_robustness` reports: an example the model already
+    gets wrong on the clean input never counts as robust.
+
+    `update_state(y_true, y_pred_adv, sample_weight=None, *, y_pred_clean=None)`
+    takes the true labels (integers or one-hot), the model's outputs on the
+    adversarial examples and, to apply the definition, on the clean inputs.
+    Without `y_pred_clean` only the adversarial outputs are scored, which is
+    the same number when the attack returns misclassified inputs unchanged
+    (AutoAttack does), and is what Keras' `adv_accuracy` in `fit` logs means
+    (accuracy on the adversarial batch). Single-unit (sigmoid) outputs are
+    thresholded.
 
     Example:
 
     ```python
     m = keras_adv.metrics.RobustAccuracy()
-    m.update_state(y, model(attack(model, x, y)))
+    m.update_state(y, model(attack(model, x, y)), y_pred_clean=model(x))
     m.result()
     ```
     """
@@ -63,11 +72,13 @@ class RobustAccuracy(WeightedMeanMetric):
     def __init__(self, name: str = "robust_accuracy", dtype=None):
         super().__init__(name=name, dtype=dtype)
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        pred = losses_lib.predicted_class(y_pred)
+    def update_state(self, y_true, y_pred, sample_weight=None, *, y_pred_clean=None):
         label = losses_lib.label_class(y_true)
+        correct = tf.equal(losses_lib.predicted_class(y_pred), label)
+        if y_pred_clean is not None:
+            correct = correct & tf.equal(losses_lib.predicted_class(y_pred_clean), label)
         w = _weights(sample_weight, tf.shape(label)[0])
-        self.accumulate(tf.equal(pred, label), w)
+        self.accumulate(correct, w)
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")

@@ -1,0 +1,153 @@
+"""Batch streams and per-batch seeds shared by `Attack.generate` and the evaluator.
+
+A stream is a sequence of `Batch(index, x, y)` with the *global* batch index,
+so that a shard `(i, n)` of the stream (the batches whose index is `i` modulo
+`n`) sees exactly the batches, and the seeds, it would see in the whole
+stream. Nothing proportional to the data is held: numpy inputs are sliced,
+`tf.data` inputs are iterated.
+
+Seeds are stateless: batch `k` of an attack with seed `s` is attacked with
+`batch_seed(s, k)`, whatever the shard, the process or the number of batches
+before it. That is what lets sharded evaluations merge into the unsharded one
+exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, NamedTuple, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["Batch", "batch_seed", "base_seed", "check_shard", "iterate", "num_batches"]
+
+
+class Batch(NamedTuple):
+    index: int  # global batch index in the unsharded stream
+    x: np.ndarray
+    y: np.ndarray
+
+
+def base_seed(seed: Optional[int]) -> int:
+    """The integer seed of a stream: `seed`, or a fresh random one when None."""
+    if seed is None:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    return int(seed)
+
+
+def batch_seed(seed: int, index) -> tf.Tensor:
+    """The stateless seed (int32, shape (2,)) of batch `index` of a stream seeded with `seed`."""
+    seed = int(seed)
+    pair = tf.constant([(seed // 2**31) % 2**31, seed % 2**31], tf.int64)
+    return tf.cast(tf.random.experimental.stateless_fold_in(pair, tf.cast(index, tf.int64)), tf.int32)
+
+
+def check_shard(shard) -> Optional[Tuple[int, int]]:
+    """Validates `shard=(index, count)`; returns it as ints (or None)."""
+    if shard is None:
+        return None
+    try:
+        i, n = shard
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (i, n))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not 0 <= int(i) < int(n):
+        raise ValueError(f"`shard` must be a pair (index, count) of integers with 0 <= index < count, got {shard!r}.")
+    return int(i), int(n)
+
+
+def num_batches(data, y=None, *, batch_size: int, max_examples: Optional[int] = None,
+                shard=None) -> Optional[int]:
+    """How many batches `iterate` will yield (None when a `tf.data` cardinality is unknown)."""
+    shard = check_shard(shard)
+    if isinstance(data, tf.data.Dataset):
+        if max_examples is not None:
+            return None
+        card = int(data.cardinality().numpy())
+        if card < 0:
+            return None
+        total = card
+    else:
+        x = data[0] if (isinstance(data, (tuple, list)) and len(data) == 2 and y is None) else data
+        n = len(x) if max_examples is None else min(len(x), max_examples)
+        total = int(math.ceil(n / batch_size))
+    if shard is None:
+        return total
+    i, n = shard
+    return len(range(i, total, n))
+
+
+def _split(data, y):
+    if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
+        return data[0], data[1]
+    return data, y
+
+
+def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None,
+            shard=None, check_float: bool = True) -> Iterator[Batch]:
+    """Yields this shard's `Batch`es of `data` (numpy `x` with `y`, an `(x, y)` tuple, or a `tf.data.Dataset`).
+
+    Raises a `ValueError` naming the argument for mismatched lengths,
+    unbatched datasets, or a stream (or shard) without any example.
+    """
+    shard = check_shard(shard)
+    i0, n = shard if shard is not None else (0, 1)
+    seen = 0
+    if isinstance(data, tf.data.Dataset):
+        if y is not None:
+            raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")
+        dataset = data
+        if max_examples is None and n > 1:
+            dataset = dataset.shard(n, i0)
+            indices = iter(range(i0, 2**62, n))
+        else:
+            indices = None
+        count, rank = 0, None
+        for k, batch in enumerate(dataset):
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("A tf.data.Dataset passed as `data` must yield (x, y) batches.")
+            xb = batch[0].numpy() if tf.is_tensor(batch[0]) else np.asarray(batch[0])
+            yb = batch[1].numpy() if tf.is_tensor(batch[1]) else np.asarray(batch[1])
+            if xb.ndim < 2 or (rank is not None and xb.ndim != rank):
+                raise ValueError("`data` must be batched: call `dataset.batch(n)` first.")
+            rank = xb.ndim
+            if len(xb) != len(yb):
+                raise ValueError(f"`data` yields x and y batches of different lengths ({len(xb)} and {len(yb)}).")
+            if max_examples is not None:
+                xb, yb = xb[:max_examples - count], yb[:max_examples - count]
+                count += len(xb)
+            index = next(indices) if indices is not None else k
+            if indices is None and index % n != i0:
+                if max_examples is not None and count >= max_examples:
+                    break
+                continue
+            if check_float:
+                _check_float(xb)
+            if len(xb):
+                seen += 1
+                yield Batch(index, xb, yb)
+            if max_examples is not None and count >= max_examples:
+                break
+    else:
+        x, yy = _split(data, y)
+        if yy is None:
+            raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
+        x, yy = np.asarray(x), np.asarray(yy)
+        if len(x) != len(yy):
+            raise ValueError(f"`data` and `y` must have the same length, got {len(x)} and {len(yy)}.")
+        if check_float:
+            _check_float(x)
+        total = len(x) if max_examples is None else min(len(x), max_examples)
+        for k in range(i0, int(math.ceil(total / batch_size)), n):
+            lo, hi = k * batch_size, min((k + 1) * batch_size, total)
+            seen += 1
+            yield Batch(k, x[lo:hi], yy[lo:hi])
+    if not seen:
+        raise ValueError("`data` is empty." if shard is None else
+                         f"`data` has no batch in shard {shard} (fewer batches than shards).")
+
+
+def _check_float(x):
+    if not np.issubdtype(np.asarray(x).dtype, np.floating):
+        raise TypeError(f"`data` must hold floating-point inputs, got dtype {np.asarray(x).dtype}.")
