@@ -152,6 +152,12 @@ def evaluate_robustness(
             first_batch = batch
         labels = _common.labels_of(batch.y)
         out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, tf.float32)), np.float32)
+        classes = max(out_clean.shape[-1], 2)  # a single-unit output is binary
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(
+                f"`y` has labels outside [0, {classes}) (the model outputs {classes} classes); got labels in "
+                f"[{labels.min()}, {labels.max()}]."
+            )
         clean_ok = _predicted(out_clean) == labels
         acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
                       num_classes=out_clean.shape[-1])
