@@ -37,7 +37,7 @@ def _fit_weights():
     base = _base(0)
     model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), seed=1)
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(X, Y, batch_size=16, epochs=2, verbose=0)  # shuffled: the order comes from the seed too
+    model.fit(X, Y, batch_size=16, epochs=1, verbose=0)  # shuffled: the order comes from the seed too
     return base.get_weights()
 
 
@@ -65,7 +65,11 @@ def base():
     return _base(0)
 
 
-@pytest.mark.parametrize("name", list(ATTACKS))
+DEFAULT_RUN = ("FGSM", "PGD", "PGD-no-random-start")  # the rest in the slow run (each traces 3 functions)
+
+
+@pytest.mark.parametrize("name", [n if n in DEFAULT_RUN else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in ATTACKS])
 def test_seeded_attack_is_identical_eagerly_in_graph_and_on_reruns(base, name):
     make, batch_independent = ATTACKS[name]
     attack = make()
