@@ -11,7 +11,8 @@ objective's name. For the keras_adv parts:
 * loop sizes (`steps`, `restarts`, `queries`, ...) above fixed caps are refused,
   so a file cannot make `evaluate` run for days;
 * the objective and the norm are names looked up in keras_adv's registries
-  only (`keras_adv.models.objectives`, `keras_adv.norms`).
+  only (`keras_adv.models.objectives`, `keras_adv.norms`); a serialized
+  objective must name a registered `Objective` subclass.
 """
 
 from __future__ import annotations
@@ -173,7 +174,24 @@ def check_model_config(config: Dict[str, Any], custom_objects=None) -> Dict[str,
             check_serialized_attack(value, field, custom_objects)
     objective = config.get("objective")
     if objective is not None and not isinstance(objective, str):
-        raise UntrustedConfigError(
-            f"`objective` in a saved config must be a registered name (str), got {type(objective).__name__}."
-        )
+        check_serialized_objective(objective, custom_objects)
     return config
+
+
+def check_serialized_objective(serialized: Any, custom_objects=None) -> None:
+    """A serialized objective must name a registered `keras_adv.models.objectives.Objective` subclass."""
+    import keras
+
+    from keras_adv.models import objectives
+
+    registered = serialized.get("registered_name") or serialized.get("class_name") if isinstance(
+        serialized, dict) else None
+    try:
+        cls = keras.saving.get_registered_object(str(registered), custom_objects=custom_objects)
+    except Exception:  # noqa: BLE001 - a lookup failure is "not registered"
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, objectives.Objective)):
+        raise UntrustedConfigError(
+            f"`objective` in a saved config must be a registered objective name ({', '.join(objectives.available())}) "
+            f"or a serialized registered Objective; got {registered if registered else type(serialized).__name__!r}."
+        )

@@ -102,7 +102,7 @@ CRAFTED = [
     ("objective_unknown_name", lambda c, canary: _set("objective", "os.system")(c), ValueError,
      r"Unknown `objective`: 'os.system'"),
     ("objective_as_object", lambda c, canary: _set("objective", _lambda_config(canary))(c), UntrustedConfigError,
-     r"`objective` in a saved config must be a registered name"),
+     r"`objective` in a saved config must be a registered objective name .* got 'Lambda'"),
     ("norm_unknown_name", lambda c, canary: _attack_config("norm", "builtins.eval")(c), ValueError,
      r"Unknown `norm`: 'builtins.eval'"),
     ("steps_1e9", lambda c, canary: _attack_config("steps", 10**9)(c), UntrustedConfigError,
