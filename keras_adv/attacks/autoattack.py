@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from keras_adv.attacks.apgd import APGD
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.square import Square
 
@@ -56,6 +57,8 @@ class AutoAttack(Attack):
         **kwargs: `bounds`, `seed`, `name` (see `keras_adv.attacks.Attack`).
     """
 
+    supported_norms = ("linf", "l2")
+
     def __init__(
         self,
         epsilon: float,
@@ -71,14 +74,12 @@ class AutoAttack(Attack):
         if kwargs.get("targeted"):
             raise ValueError("AutoAttack is untargeted: `y` must be the true labels (targeted=False).")
         super().__init__(epsilon=epsilon, norm=norm, **kwargs)
-        if self.norm.name not in ("linf", "l2"):
-            raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {self.norm.name!r}.")
         if version != "standard":
             raise ValueError(f"`version` must be 'standard', got {version!r}.")
         self.version = version
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.queries = _check_number("queries", queries, minimum=1, integer=True)
-        self.n_target_classes = _check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.queries = check_number("queries", queries, minimum=1, integer=True)
+        self.n_target_classes = check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
         if attacks is None:
             attacks = ["apgd-ce", "apgd-t", "fab-t", "square"]
         if isinstance(attacks, (str, Attack)) or not len(attacks):
@@ -94,7 +95,7 @@ class AutoAttack(Attack):
             return spec
         if not isinstance(spec, str) or spec.lower() not in _MEMBERS:
             raise ValueError(f"Unknown AutoAttack member {spec!r}; expected one of {_MEMBERS} or an Attack.")
-        common = dict(norm=self.norm.name, bounds=self.bounds, seed=self.seed, check_inputs=False)
+        common = dict(norm=self.norm, domain=self.domain, seed=self.seed, check_inputs=False)
         spec = spec.lower()
         if spec == "apgd-ce":
             return APGD(self.epsilon, loss="ce", steps=self.steps, name="apgd-ce", **common)
@@ -146,4 +147,6 @@ class AutoAttack(Attack):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
+
+        return cls(**trust.check_attack_config(config, cls.__name__))
