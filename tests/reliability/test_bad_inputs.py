@@ -249,8 +249,6 @@ def c_absurd_steps_from_config(tmp):
         ka.attacks.PGD(epsilon=0.1, steps=10)) | {"config": {"epsilon": 0.1, "steps": 10**9}})
 
 
-_CORE = pytest.mark.xfail(reason="attack-core fix (issue 13) lands separately; mark removed once it is in main")
-
 CASES = [
     ("nan_first_example", c_nan_first, ValueError, r"`x` contains NaN"),
     ("nan_mid_epoch", c_nan_mid_epoch, ValueError, r"`x` contains NaN .*example 40"),
@@ -284,9 +282,9 @@ CASES = [
     ("unknown_attack_name", c_unknown_attack_name, TypeError, r"`attack` must be a keras_adv.attacks.Attack"),
     ("unknown_norm", c_unknown_norm, ValueError, r"Unknown `norm`: 'l3'"),
     ("negative_epsilon", c_negative_epsilon, ValueError, r"`epsilon` must be >= 0"),
-    pytest.param("negative_call_epsilon_np_float32", c_negative_call_epsilon_np32, ValueError, r"`epsilon`", marks=_CORE),
-    pytest.param("negative_call_epsilon_tensor", c_negative_call_epsilon_tensor,
-                 (ValueError, tf.errors.InvalidArgumentError), r"`epsilon`", marks=_CORE),
+    ("negative_call_epsilon_np_float32", c_negative_call_epsilon_np32, ValueError, r"`epsilon`"),
+    ("negative_call_epsilon_tensor", c_negative_call_epsilon_tensor, (ValueError, tf.errors.InvalidArgumentError),
+     r"`epsilon`"),
     ("negative_epsilon_schedule", c_negative_epsilon_schedule, ValueError,
      r"EpsilonSchedule returned an invalid value at epoch 0.*`epsilon` must be >= 0"),
     ("negative_adv_weight_schedule", c_negative_adv_weight_schedule, ValueError,
@@ -302,8 +300,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case_id,fn,error,match", CASES,
-                         ids=[(c.values if hasattr(c, "values") else c)[0] for c in CASES])
+@pytest.mark.parametrize("case_id,fn,error,match", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case_id, fn, error, match, tmp_path, monkeypatch):
     made = []
     original = ka.AdversarialModel.__init__
@@ -355,7 +352,6 @@ def test_targeted_attack_with_target_equal_to_the_true_label_is_a_no_op_in_budge
     assert np.mean(np.argmax(base.predict(x_adv, verbose=0), -1) == pred) == 1.0
 
 
-@_CORE
 def test_model_returning_nan_gives_finite_examples_in_bounds():
     x_adv = ka.attacks.PGD(epsilon=0.1, steps=3, seed=0)(_base(nan=True), X[:8], Y[:8]).numpy()
     assert np.isfinite(x_adv).all() and x_adv.min() >= 0 and x_adv.max() <= 1
@@ -376,6 +372,5 @@ def test_mixed_precision_overflow_skips_the_step_and_keeps_weights_finite():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@_CORE
 def test_norm_given_as_a_dict_keeps_its_name():
     assert ka.attacks.PGD(epsilon=0.1, norm={"name": "linf"}).norm.name == "linf"
