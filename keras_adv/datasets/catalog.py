@@ -19,11 +19,16 @@ downloaded to `data_dir` (default `~/tensorflow_datasets`) on first use.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["DatasetInfo", "available", "info", "load"]
+__all__ = ["DatasetInfo", "DatasetUnavailableError", "available", "info", "load"]
+
+
+class DatasetUnavailableError(RuntimeError):
+    """A TensorFlow Datasets dataset is neither prepared locally nor downloadable from here."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +122,9 @@ def load(
 
     Raises:
         ValueError: unknown `name` or `split`, or a bad `batch_size`/`limit`.
+        DatasetUnavailableError: a TensorFlow Datasets dataset that is not
+            prepared under `data_dir` (or `TFDS_DATA_DIR`) and cannot be
+            downloaded from here (no network): raised at once, nothing written.
     """
     meta = info(name)
     for arg, value in (("batch_size", batch_size), ("limit", limit)):
@@ -150,10 +158,68 @@ def _load_digits(split, *, batch_size, shuffle, limit, seed):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+# Any answer from this host (even an HTTP error) means downloads can be tried; tfds fetches from
+# several hosts, this one first (its prepared-dataset bucket).
+_PROBE_URL = "https://storage.googleapis.com/tfds-data/"
+
+
+def _download_problem(timeout: float = 5.0) -> Optional[str]:
+    """None when the download host answers; otherwise why not (one phrase). Honours HTTP(S)_PROXY."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(_PROBE_URL, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError) as e:
+        return str(getattr(e, "reason", e))
+    return None
+
+
+def _ensure_available(tfds, meta, data_dir, download):
+    """Fails fast, in one line and before anything is written, when the data can be neither read nor fetched.
+
+    Without this, a machine with no network waits ~3.5 minutes on TensorFlow
+    Datasets' download retries and ends in a `requests` traceback.
+    """
+    import logging
+
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # "Variant folder ... has no dataset_info.json": it is not there yet
+    try:
+        builder = tfds.builder(meta.tfds_name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    finally:
+        absl_logger.setLevel(level)
+    if prepared:
+        return
+    if getattr(type(builder).download_and_prepare, "__module__", "").startswith("tensorflow_datasets.testing"):
+        return  # inside `tfds.testing.mock_data`: nothing is downloaded
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
+    hint = (f"put a prepared copy under {where} (the `data_dir` argument, or the TFDS_DATA_DIR environment "
+            f"variable; default ~/tensorflow_datasets) or use the offline dataset 'digits'")
+    if not download:
+        raise DatasetUnavailableError(f"dataset {meta.name!r} is not prepared under {where} and `download=False`; "
+                                      + hint + ".")
+    problem = _download_problem()
+    if problem is not None:
+        raise DatasetUnavailableError(
+            f"dataset {meta.name!r} needs a one-time download by TensorFlow Datasets and the internet is not "
+            f"reachable from here ({problem}); {hint}.")
+    try:
+        import importlib_resources  # noqa: F401  (tfds needs it to prepare a dataset; a keras-adv dependency)
+    except ImportError:
+        raise DatasetUnavailableError(f"preparing {meta.name!r} with TensorFlow Datasets needs the package "
+                                      "importlib_resources: pip install importlib_resources") from None
+
+
 def _load_tfds(meta, split, *, batch_size, shuffle, limit, data_dir, download, seed):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
+    _ensure_available(tfds, meta, data_dir, download)
     ds = tfds.load(meta.tfds_name, split=split, as_supervised=True, data_dir=data_dir,
                    download=download, shuffle_files=shuffle,
                    read_config=tfds.ReadConfig(shuffle_seed=seed) if shuffle else None)

@@ -418,14 +418,21 @@ class RobustnessReport:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, r in self.results.items():
+        # Curves often coincide (AutoAttack and the worst case, typically): every attack gets its own
+        # marker, the curves drawn earlier are wider, and the worst case is a thin dashed black line
+        # with hollow markers drawn on top, so each curve stays visible under the others.
+        markers = "os^DvP*Xph"
+        n = len(self.results)
+        for i, (name, r) in enumerate(self.results.items()):
             order = np.argsort(r.epsilons)
             e = [0.0] + [r.epsilons[i] for i in order]
             a = [self.clean_accuracy] + [r.accuracy(r.epsilons[i]) for i in order]
-            ax.plot(e, a, marker="o", label=name)
+            ax.plot(e, a, marker=markers[i % len(markers)], markersize=4 + 2 * (n - i), linewidth=1.5 + (n - i),
+                    alpha=0.8, label=name, zorder=2 + i)
         e = [0.0] + self.epsilons
         ax.plot(e, [self.clean_accuracy] + [self.worst_case_accuracy(x) for x in self.epsilons],
-                "k--", marker="s", label="worst case")
+                color="black", linestyle="--", linewidth=1.2, marker="x", markersize=7, label="worst case",
+                zorder=3 + n)
         ax.set_xlabel(f"ε ({self.norm})")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)

@@ -83,8 +83,10 @@ def available():
     return sorted(_PRESETS)
 
 
-def get(name: str, input_shape: Sequence[int], num_classes: int) -> keras.Model:
+def get(name: str, input_shape: Sequence[int], num_classes: int, **options) -> keras.Model:
     """Builds the preset `name` for images of `input_shape` and `num_classes` classes (logits out).
+
+    `options` are the preset's own keyword arguments (e.g. `width=96`).
 
     Raises:
         ValueError: unknown `name` (the message lists the available presets),
@@ -94,4 +96,4 @@ def get(name: str, input_shape: Sequence[int], num_classes: int) -> keras.Model:
         raise ValueError(f"Unknown model preset {name!r}. Available presets: {', '.join(available())}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
-    return _PRESETS[name.lower()](input_shape=input_shape, num_classes=num_classes)
+    return _PRESETS[name.lower()](input_shape=input_shape, num_classes=num_classes, **options)
