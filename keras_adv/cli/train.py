@@ -15,6 +15,7 @@ import shutil
 import time
 
 from keras_adv.cli import inputs, plots
+from keras_adv.utils.io import atomic_path, atomic_write  # standard library only: no TensorFlow at start-up
 from keras_adv.cli.progress import attack_verbosity, fit_verbosity
 from keras_adv.cli._startup import library
 from keras_adv.cli.registry import (CLIError, attack_label, check_dataset, check_objective, check_preset,
@@ -148,7 +149,8 @@ def run(args) -> int:
         "training_plot": os.path.join(args.output, "training.png"),
         "examples_plot": os.path.join(args.output, "examples.png"),
     }
-    model.save(paths["model"])
+    with atomic_path(paths["model"]) as tmp:  # an interrupted run never leaves a truncated file
+        model.save(tmp)
     first_judge = next(iter(judges.values()))
     result = {
         "dataset": meta.name,
@@ -178,12 +180,13 @@ def run(args) -> int:
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "files": paths,
     }
-    with open(paths["report"], "w") as f:
+    with atomic_write(paths["report"]) as f:
         json.dump(result, f, indent=2)
     if plots.can_plot():
         plots.plot_history(history.history, paths["training_plot"],
                            title=f"{args.model} on {meta.name}, {args.objective}, {attack_label(attack)}")
-        report.plot_examples(paths["examples_plot"], attack=next(iter(judges)), epsilon=epsilon)
+        with atomic_path(paths["examples_plot"]) as tmp:
+            report.plot_examples(tmp, attack=next(iter(judges)), epsilon=epsilon)
 
     print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({report.num_examples} {meta.name} test images{subset})")
     per_judge = ", ".join(f"{n} {a:.4f}" for n, a in result["robust_accuracy_per_judge"].items())

@@ -99,24 +99,30 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str = "utf-8"):
 
 
 @contextlib.contextmanager
-def atomic_directory(path: PathLike) -> Iterator[str]:
-    """Yields a temporary folder to fill; on success it becomes `path` (which must not be a non-empty folder).
+def atomic_directory(path: PathLike, replace: bool = False) -> Iterator[str]:
+    """Yields a temporary folder to fill; on success it becomes `path`.
 
     Used for SavedModel exports: an interrupted export leaves no half-written
-    `serving/1` that TF Serving could pick up.
+    `serving/1` that TF Serving could pick up. A non-empty `path` is refused
+    unless `replace`, in which case the old folder is moved aside and removed
+    only after the new one is in place.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    if os.path.isdir(path) and os.listdir(path):
+    if os.path.isdir(path) and os.listdir(path) and not replace:
         raise FileExistsError(f"{path!r} exists and is not empty.")
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
     try:
         yield tmp
+        old = None
         if os.path.isdir(path):
-            os.rmdir(path)  # empty: checked above
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
+            os.replace(path, os.path.join(old, "previous"))
         os.replace(tmp, path)
         _fsync(parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
