@@ -98,7 +98,7 @@ class RobustnessReport:
         self.diagnosed = bool(warnings) if diagnosed is None else bool(diagnosed)
         self.num_classes = int(num_classes)
         self.norm = norm
-        self.bounds = tuple(float(b) for b in bounds)
+        self.bounds = tuple(_bound(b) for b in bounds)  # scalars, or per-feature lists (tabular domains)
         self.clean_correct = np.asarray(clean_correct, bool)
         self.p_true_clean = np.asarray(p_true_clean, np.float64)
         self.results: Dict[str, AttackResult] = dict(results)
@@ -329,7 +329,8 @@ class RobustnessReport:
             "num_examples": self.num_examples,
             "num_classes": self.num_classes,
             "norm": self.norm,
-            "bounds": list(self.bounds),
+            "bounds": [b if not isinstance(b, list) else [v if math.isfinite(v) else str(v) for v in b]
+                       for b in self.bounds],
             "epsilons": self.epsilons,
             "clean_accuracy": self.clean_accuracy,
             "attacks": attacks,
@@ -355,7 +356,8 @@ class RobustnessReport:
         w0 = max([len(n) for n in names + list(self.not_applicable)] + [len("worst case"), len("attack")]) + 2
         head = "attack".ljust(w0) + "".join(f"ε={e:<8.4g}" for e in eps)
         lines = [
-            f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds {self.bounds}",
+            f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds "
+            + (f"{self.bounds}" if not isinstance(self.bounds[0], list) else f"per feature ({len(self.bounds[0])} features)"),
             f"clean accuracy: {self.clean_accuracy:.4f}",
             "",
             "robust accuracy",
@@ -509,3 +511,9 @@ class RobustnessReport:
             fig.savefig(path, dpi=100)
             plt.close(fig)
         return fig
+
+
+def _bound(b):
+    """A scalar bound as a float; per-feature bounds (a tabular domain) as a list of floats."""
+    a = np.asarray(b, np.float64)
+    return float(a) if a.ndim == 0 else [float(v) for v in a.ravel()]
