@@ -42,6 +42,7 @@ def test_value_and_gradient_is_exact_on_a_linear_function():
     lambda: ka.attacks.FGSM(epsilon=0.1),
     lambda: ka.attacks.APGD(epsilon=0.1, steps=2),
     lambda: ka.attacks.FAB(epsilon=0.1, steps=2, n_target_classes=1),
+    lambda: ka.attacks.CarliniWagnerL2(steps=2, binary_search_steps=1),
 ])
 def test_every_gradient_attack_raises_the_one_error_eagerly_and_in_graph(make):
     model = _rounding_model()
