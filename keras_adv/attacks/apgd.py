@@ -62,6 +62,9 @@ class APGD(Attack):
         **kwargs: `bounds`, `targeted`, `seed`, `name` (see `keras_adv.attacks.Attack`).
     """
 
+    # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
+    _few_classes_ok = False
+
     def __init__(
         self,
         epsilon: float,
@@ -93,9 +96,6 @@ class APGD(Attack):
                 "`n_target_classes` (APGD-T: targets chosen among the runner-up classes) "
                 "cannot be combined with `targeted=True` (targets given in `y`)."
             )
-        # AutoAttack's members accept 2-3 class (and single-unit binary) models, where
-        # DLR falls back to the plain margin; a user's explicit APGD-DLR refuses them.
-        self._few_classes_ok = False
         self.rho = _check_number("rho", rho, minimum=0.0)
         self.momentum = _check_number("momentum", momentum, minimum=0.0)
         if self.momentum > 1.0:
@@ -115,7 +115,7 @@ class APGD(Attack):
                 else:
                     obj = self.objective(loss_fn, y, outputs)
                 return obj, outputs
-            scores = _scores.class_scores(outputs, name)
+            scores = _scores.class_scores(outputs, name, self._few_classes_ok)
             if not self._few_classes_ok:
                 _check_classes(scores, 4 if (target is not None or self.targeted) else 3, name)
             if target is not None:
@@ -136,7 +136,7 @@ class APGD(Attack):
             seeds = tf.random.experimental.stateless_split(seed, self.restarts)
             return self._restarts(model, x, y, None, epsilon, seeds, loss_fn)[0]
 
-        scores = _scores.class_scores(model(x, training=False), type(self).__name__)
+        scores = _scores.class_scores(model(x, training=False), type(self).__name__, self._few_classes_ok)
         num_classes = scores.shape[-1]
         n_targets = self.n_target_classes
         if num_classes is not None:
