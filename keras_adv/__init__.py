@@ -4,6 +4,10 @@ Wrap any Keras model in `keras_adv.AdversarialModel` and `fit` trains it on
 clean and adversarial examples crafted on the fly.
 """
 
+from keras_adv import _compat
+
+_compat.check_versions()  # one line naming the version needed, before anything else imports Keras
+
 from keras_adv import attacks, callbacks, datasets, detection, evaluation, layers, losses, metrics, models, norms
 from keras_adv import augmentation
 from keras_adv.evaluation import evaluate_robustness

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
-from keras_adv.attacks.attack import _check_number, draw_seed
+from keras_adv.attacks.attack import _check_number
 from keras_adv.models.adversarial_model import AdversarialModel
 
 __all__ = ["FreeAdversarialModel"]
@@ -83,7 +83,7 @@ class FreeAdversarialModel(AdversarialModel):
         eps = tf.cast(self._epsilon, tf.float32)
         step = tf.cast(attack.step_size, tf.float32) if attack.step_size is not None else eps
         if attack.random_start:
-            noise = attack.norm.random_start(tf.shape(x), eps, draw_seed(self._seed_generator), tf.float32)
+            noise = attack.norm.random_start(tf.shape(x), eps, self._replica_seed(), tf.float32)
             delta = attack.enforce_budget(x, x + noise, eps) - x
         else:
             delta = tf.zeros_like(x)
@@ -99,8 +99,8 @@ class FreeAdversarialModel(AdversarialModel):
                 y_clean_r = self(x, training=True) if objective.needs_clean_gradient else y_clean
                 y_adv = self(x_adv, training=True)
                 total, clean, adv = self._total_loss(x, y, y_clean_r, y_adv, sample_weight)
-                self._track(x, total, clean, adv)
-                scaled = self.optimizer.scale_loss(total) if self.optimizer is not None else total
+                scaled = self._loss_for_gradient(total)
+            self._track(x, total, clean, adv)
             grads = tape.gradient(scaled, list(weights) + [delta])
             grad_delta = grads[-1]
             if grad_delta is None:

@@ -3,17 +3,25 @@
 An objective turns per-batch clean and adversarial outputs into the total loss
 that `AdversarialModel` optimises, and the `clean_loss` / `adv_loss` it logs.
 It may also replace the attack's inner loss (TRADES maximises a KL term).
+
+Objectives are serializable like Keras objects: hyper-parameters go in
+`get_config`, and `register` (usable as a class decorator) makes a custom
+objective known both by its `name` (`objective="my_name"`) and to Keras'
+serialization, so it survives `model.save` / `keras.models.load_model` in a
+fresh process once the module defining it is imported.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Type
 
+import keras
 import tensorflow as tf
 
 from keras_adv import losses as losses_lib
 
-__all__ = ["Objective", "CrossEntropyMixture", "Madry", "Trades", "Mart", "get", "available", "register"]
+__all__ = ["Objective", "CrossEntropyMixture", "Madry", "Trades", "Mart", "get", "available", "register",
+           "serialize", "deserialize"]
 
 _LOG_EPS = 1e-12
 
@@ -33,6 +41,14 @@ class Objective:
     name = ""
     needs_clean_gradient = True
     needs_clean_for_attack = False
+
+    def get_config(self) -> dict:
+        """The constructor's keyword arguments (none for the built-in objectives)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Objective":
+        return cls(**config)
 
     def attack_loss(self, y_clean, from_logits=None) -> Optional[Callable]:
         """A per-example loss `(y, outputs) -> (batch,)` for the inner attack, or None.
@@ -171,7 +187,19 @@ _REGISTRY: Dict[str, Type[Objective]] = {}
 
 
 def register(cls: Type[Objective]) -> Type[Objective]:
+    """Registers an `Objective` subclass under its `name` and with Keras' serialization.
+
+    Usable as a class decorator. A class already registered with
+    `keras.saving.register_keras_serializable` keeps its registered name;
+    otherwise it is registered under the package `"keras_adv"`.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise TypeError(f"`register` expects an Objective subclass, got {cls!r}.")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty `name` class attribute to be registered.")
     _REGISTRY[cls.name] = cls
+    if keras.saving.get_registered_object(keras.saving.get_registered_name(cls)) is not cls:
+        keras.saving.register_keras_serializable(package="keras_adv")(cls)
     return cls
 
 
@@ -188,6 +216,27 @@ def get(objective) -> Objective:
         return objective
     if isinstance(objective, str) and objective.lower() in _REGISTRY:
         return _REGISTRY[objective.lower()]()
+    if isinstance(objective, dict):
+        return deserialize(objective)
     raise ValueError(
-        f"Unknown `objective`: {objective!r}. Expected one of {available()}."
+        f"Unknown `objective`: {objective!r}. Expected one of {available()}, an Objective instance, "
+        "or a serialized objective."
     )
+
+
+def serialize(objective: Objective):
+    """A built-in objective with default settings serializes to its name; others to a Keras config."""
+    objective = get(objective)
+    if _REGISTRY.get(objective.name) is type(objective) and not objective.get_config():
+        return objective.name
+    return keras.saving.serialize_keras_object(objective)
+
+
+def deserialize(config, custom_objects=None) -> Objective:
+    """Inverse of `serialize`: a name or a Keras config dict."""
+    if isinstance(config, dict):
+        objective = keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+        if not isinstance(objective, Objective):
+            raise ValueError(f"The serialized objective did not load as an Objective: {objective!r}.")
+        return objective
+    return get(config)

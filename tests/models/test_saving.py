@@ -104,3 +104,81 @@ def test_export_names_a_generic_input_inputs(tmp_path):
 
     fn = tf.saved_model.load(str(tmp_path / "m")).signatures["serving_default"]
     assert list(fn.structured_input_signature[1]) == ["inputs"]
+
+
+def test_export_prints_the_signature_and_lists_captures_only_when_verbose(tmp_path, capsys):
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model = ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.1))
+    model.export(str(tmp_path / "quiet"))
+    out = capsys.readouterr().out
+    assert out.strip().count("\n") == 0  # one line
+    assert "inputs: float32[None, 4]" in out and "predictions: float32[None, 2]" in out
+    assert "Captures" not in out
+    model.export(str(tmp_path / "loud"), verbose=True)
+    assert "Captures" in capsys.readouterr().out
+    model.export(str(tmp_path / "silent"), verbose=False)
+    assert capsys.readouterr().out == ""
+
+
+_CUSTOM_OBJECTIVE = '''
+import keras
+from keras_adv.models import objectives
+
+
+@objectives.register
+class WeightedMix(objectives.Objective):
+    """(1 - w)·L_clean + w·L_adv: a user objective with a hyper-parameter."""
+
+    name = "weighted_mix_test"
+
+    def __init__(self, w=0.5):
+        self.w = w
+
+    def get_config(self):
+        return {"w": self.w}
+
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight, from_logits=None):
+        clean = compiled_loss(y, y_clean, sample_weight)
+        adv = compiled_loss(y, y_adv, sample_weight)
+        return (1.0 - self.w) * clean + self.w * adv, clean, adv
+'''
+
+
+@pytest.mark.parametrize("objective", ["custom", "trades"])
+def test_objective_survives_saving_in_a_fresh_process(tmp_path, objective):
+    (tmp_path / "my_objectives.py").write_text(_CUSTOM_OBJECTIVE)
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import my_objectives
+    finally:
+        sys.path.remove(str(tmp_path))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(16, 4)).astype("float32")
+    y = rng.integers(0, 3, size=16)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    obj = my_objectives.WeightedMix(w=0.25) if objective == "custom" else "trades"
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), objective=obj)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    hist = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+    if objective == "custom":
+        np.testing.assert_allclose(hist["loss"][0], 0.75 * hist["clean_loss"][0] + 0.25 * hist["adv_loss"][0],
+                                   rtol=1e-5)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    out = run_in_fresh_process(f"""
+        import json, sys, keras
+        sys.path.insert(0, {str(tmp_path)!r})
+        import keras_adv
+        {"import my_objectives" if objective == "custom" else ""}
+        m = keras.models.load_model({path!r})
+        o = m._objective
+        print(json.dumps({{"type": type(o).__name__, "name": m.objective,
+                          "w": getattr(o, "w", None)}}))
+    """)
+    info = json.loads(out.strip().splitlines()[-1])
+    if objective == "custom":
+        assert info == {"type": "WeightedMix", "name": "weighted_mix_test", "w": 0.25}
+    else:
+        assert info == {"type": "Trades", "name": "trades", "w": None}
