@@ -6,7 +6,7 @@
    (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) per size; the growth from 1× to 100× is compared
    with the size of the data (100× the test set as float32 images).
 2. Models kept alive (issue 13): in one subprocess, 20 calls of `evaluate_robustness` on fresh
-   9.6M-parameter models, each dropped after its call; resident memory (VmRSS) after every call.
+   9.2M-parameter models (issue 13 used 9.6M), each dropped after its call; resident memory (VmRSS) after every call.
    Run on this tree and, with `--before PATH`, on an older checkout for comparison.
 
     PYTHONPATH=. python benchmarks/evaluation_memory.py [--before /path/to/old/tree]
@@ -104,7 +104,7 @@ def main():
               for s in streams]
     lines += ["", f"Peak RSS grows by {growth:.1f} MiB from {small['repeats']}× to {big['repeats']}× while the data "
               f"grows by {extra_data:.1f} MiB: {'less than the data (flat)' if result['flat'] else 'NOT less than the data'}.",
-              "", "## 20 evaluations of fresh 9.6M-parameter models, each dropped after its call", "",
+              "", "## 20 evaluations of fresh 9.2M-parameter models (issue 13 used 9.6M), each dropped after its call", "",
               "| code | params | RSS after call 1 | after call 10 | after call 20 (MiB) |", "|---|---|---|---|---|"]
     for label, m in models.items():
         r = m["rss_mib_after_each_call"]
