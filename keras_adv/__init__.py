@@ -8,7 +8,7 @@ from keras_adv import _compat
 
 _compat.check_versions()  # one line naming the version needed, before anything else imports Keras
 
-from keras_adv import attacks, callbacks, datasets, detection, evaluation, layers, losses, metrics, models, norms
+from keras_adv import attacks, callbacks, datasets, detection, domains, evaluation, layers, losses, metrics, models, norms
 from keras_adv import augmentation
 from keras_adv.evaluation import evaluate_robustness
 from keras_adv.models import AdversarialModel, objectives
@@ -24,6 +24,7 @@ __all__ = [
     "callbacks",
     "datasets",
     "detection",
+    "domains",
     "evaluate_robustness",
     "evaluation",
     "layers",

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
-from keras_adv.attacks.attack import _check_number
+from keras_adv.utils.validation import check_number
 
 __all__ = ["adversarial_dataset"]
 
@@ -83,7 +83,7 @@ def adversarial_dataset(
     attack = attacks_lib.get(attack)
     if attack is None:
         raise ValueError("`attack` is required, e.g. keras_adv.attacks.FGSM(epsilon=0.1).")
-    fraction = _check_number("fraction", fraction, minimum=0.0, strict=True)
+    fraction = check_number("fraction", fraction, minimum=0.0, strict=True)
     if fraction > 1.0:
         raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}.")
     x, y = _to_numpy(data, y)

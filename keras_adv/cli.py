@@ -104,7 +104,7 @@ def make_attack(name: str, epsilon: float, *, steps: Optional[int] = None, resta
 def _attack_label(attack) -> str:
     name = type(attack).__name__
     steps, restarts = getattr(attack, "steps", None), getattr(attack, "restarts", None)
-    if steps and name not in ("FGSM",):
+    if steps and steps > 1:
         name += f"-{steps}"
     if restarts and restarts > 1:
         name += f" x{restarts} restarts"

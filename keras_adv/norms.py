@@ -14,7 +14,10 @@ from __future__ import annotations
 import math
 from typing import Union
 
+import keras
 import tensorflow as tf
+
+from keras_adv.utils.config import Configurable
 
 __all__ = ["Norm", "Linf", "L2", "L1", "get"]
 
@@ -31,10 +34,15 @@ def _per_example(x):
     return tf.reshape(x, [tf.shape(x)[0], -1])
 
 
-class Norm:
+class Norm(Configurable):
     """Base class of an Lp threat model.
 
-    Subclasses implement `normalize`, `project`, `random_start` and `distance`.
+    Subclasses implement `normalize`, `project`, `random_start` and `norm`
+    (`distance` defaults to `norm(a − b)`), set a unique `name`, and are
+    serializable like Keras objects: a custom norm defines `get_config` (its
+    constructor arguments) and is registered with
+    `@keras.saving.register_keras_serializable(package=...)`, so attacks
+    using it survive `model.save` / `keras.models.load_model`.
     """
 
     name: str = ""
@@ -65,15 +73,11 @@ class Norm:
         raise NotImplementedError
 
     def __repr__(self):
-        return f"keras_adv.norms.{type(self).__name__}()"
-
-    def __eq__(self, other):
-        return type(self) is type(other)
-
-    def __hash__(self):
-        return hash(type(self))
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"keras_adv.norms.{type(self).__name__}({args})"
 
 
+@keras.saving.register_keras_serializable(package="keras_adv")
 class Linf(Norm):
     """The L∞ norm: max absolute coordinate. Steepest ascent is `sign(g)`."""
 
@@ -95,6 +99,7 @@ class Linf(Norm):
         return tf.reduce_max(tf.abs(_per_example(x)), axis=1)
 
 
+@keras.saving.register_keras_serializable(package="keras_adv")
 class L2(Norm):
     """The L2 (Euclidean) norm. Steepest ascent is `g / ‖g‖₂`."""
 
@@ -126,6 +131,7 @@ class L2(Norm):
         return tf.sqrt(tf.reduce_sum(tf.square(_per_example(x)), axis=1))
 
 
+@keras.saving.register_keras_serializable(package="keras_adv")
 class L1(Norm):
     """The L1 norm.
 
@@ -200,14 +206,8 @@ class L1(Norm):
     def norm(self, x):
         return tf.reduce_sum(tf.abs(_per_example(x)), axis=1)
 
-    def __repr__(self):
-        return f"keras_adv.norms.L1(sparsity={self.sparsity})"
-
-    def __eq__(self, other):
-        return isinstance(other, L1) and other.sparsity == self.sparsity
-
-    def __hash__(self):
-        return hash((L1, self.sparsity))
+    def get_config(self):
+        return {"sparsity": self.sparsity}
 
 
 _ALIASES = {
@@ -216,13 +216,21 @@ _ALIASES = {
     "l1": L1, "1": L1,
 }
 
-NormLike = Union[str, int, float, Norm]
+NormLike = Union[str, int, float, dict, Norm]
 
 
 def get(norm: NormLike) -> Norm:
-    """Returns a `Norm` from a name (`"linf"`, `"l2"`, `"l1"`), a number (`np.inf`, 2, 1) or a `Norm`."""
+    """Returns a `Norm`.
+
+    Accepts a `Norm`, a name (`"linf"`, `"l2"`, `"l1"`), a number (`np.inf`,
+    2, 1), a serialized norm (`keras.saving.serialize_keras_object(norm)`,
+    custom registered norms included) or a dict `{"name": "l1", **arguments}`.
+    Unknown names and classes are refused.
+    """
     if isinstance(norm, Norm):
         return norm
+    if isinstance(norm, dict):
+        return _from_dict(norm)
     if isinstance(norm, (int, float)) and not isinstance(norm, bool):
         key = "linf" if math.isinf(norm) else str(int(norm)) if float(norm).is_integer() else None
     elif isinstance(norm, str):
@@ -235,3 +243,31 @@ def get(norm: NormLike) -> Norm:
             "(or np.inf, 2, 1, or a keras_adv.norms.Norm instance)."
         )
     return _ALIASES[key]()
+
+
+def _from_dict(config: dict) -> Norm:
+    if "class_name" in config:
+        try:
+            obj = keras.saving.deserialize_keras_object(config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"Unknown `norm` {config.get('class_name')!r}: not a registered keras_adv.norms.Norm "
+                f"(register custom norms with keras.saving.register_keras_serializable). {e}"
+            ) from None
+        if not isinstance(obj, Norm):
+            raise ValueError(f"`norm` config does not describe a keras_adv.norms.Norm: {config!r}.")
+        return obj
+    if "name" not in config:
+        raise ValueError(
+            f"`norm` given as a dict needs a 'name' ('linf', 'l2', 'l1') or be a serialized norm, got {config!r}."
+        )
+    base = get(config["name"]) if isinstance(config["name"], str) else None
+    if base is None:
+        raise ValueError(f"Unknown `norm`: {config!r}.")
+    args = {k: v for k, v in config.items() if k != "name"}
+    try:
+        return type(base)(**args)
+    except TypeError:
+        raise ValueError(
+            f"`norm` {config['name']!r} does not take the arguments {sorted(args)}, got {config!r}."
+        ) from None

@@ -1,6 +1,7 @@
 """Adversarial attacks: `keras_adv.attacks.FGSM`, `keras_adv.attacks.PGD`, ..."""
 
 from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
 from keras_adv.attacks.fgsm import FGSM
 from keras_adv.attacks.gradient_attack import GradientAttack
 from keras_adv.attacks.pgd import PGD
@@ -12,7 +13,7 @@ from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.autoattack import AutoAttack
 
 __all__ = [
-    "Attack", "GradientAttack", "FGSM", "PGD", "get",
+    "Attack", "GradientAttack", "NoInputGradientError", "value_and_gradient", "FGSM", "PGD", "get",
     "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
 ]
 

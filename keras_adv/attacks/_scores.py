@@ -10,7 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from keras_adv import losses as losses_lib
-from keras_adv.attacks.attack import _single_output
+from keras_adv.attacks.attack import _batch_mask, _single_output
 
 _BIG = 1e9
 
@@ -85,22 +85,5 @@ def dlr_targeted_scale(scores):
     return top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12
 
 
-def batch_mask(mask, x):
-    """Reshapes a (batch,) mask to broadcast against `x`."""
-    return tf.reshape(mask, [-1] + [1] * (len(x.shape) - 1))
-
-
-def input_gradient_of(fn, x, attack_name: str):
-    """`(value, grad)`: `fn(x)` returns `(batch,)` (or a tuple whose first item is) to differentiate summed."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        value = fn(x)
-        total = tf.reduce_sum(value[0] if isinstance(value, tuple) else value)
-    grad = tape.gradient(total, x)
-    if grad is None:
-        raise ValueError(
-            f"{attack_name}: the model has no gradient with respect to its input `x` "
-            "(a non-differentiable op such as rounding, argmax or stop_gradient lies "
-            "between input and output). Use the gradient-free keras_adv.attacks.Square."
-        )
-    return value, grad
+#: Reshapes a (batch,) mask to broadcast against `x`.
+batch_mask = _batch_mask

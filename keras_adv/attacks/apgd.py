@@ -8,7 +8,9 @@ import keras
 import tensorflow as tf
 
 from keras_adv.attacks import _scores
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import value_and_gradient
+from keras_adv.utils.validation import check_number
 
 __all__ = ["APGD"]
 
@@ -53,7 +55,8 @@ class APGD(Attack):
         epsilon: budget ε.
         loss: `"ce"` or `"dlr"`.
         steps: iterations per run.
-        restarts: runs from independent random starts (per target class for APGD-T).
+        restarts: runs from independent random starts, per example the strongest
+            kept (for APGD-T each run covers every target class).
         n_target_classes: None (untargeted / targeted by `y`) or the number of
             runner-up classes targeted in turn (APGD-T).
         rho: the oscillation threshold of the checkpoints (0.75).
@@ -64,6 +67,8 @@ class APGD(Attack):
 
     # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
     _few_classes_ok = False
+
+    supported_norms = ("linf", "l2")
 
     def __init__(
         self,
@@ -81,14 +86,12 @@ class APGD(Attack):
         # `loss` here names APGD's loss; a Keras loss override for "ce" goes in `ce_loss`.
         ce_loss = kwargs.pop("ce_loss", None)
         super().__init__(epsilon=epsilon, norm=norm, loss=ce_loss, **kwargs)
-        if self.norm.name not in ("linf", "l2"):
-            raise ValueError(f"APGD supports norm 'linf' or 'l2', got {self.norm.name!r}.")
         if not isinstance(loss, str) or loss.lower() not in _LOSSES:
             raise ValueError(f"`loss` must be one of {_LOSSES}, got {loss!r}.")
         self.apgd_loss = loss.lower()
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.restarts = _check_number("restarts", restarts, minimum=1, integer=True)
-        self.n_target_classes = _check_number(
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.restarts = self._check_restarts(restarts)
+        self.n_target_classes = check_number(
             "n_target_classes", n_target_classes, minimum=1, integer=True, allow_none=True
         )
         if self.n_target_classes is not None and self.targeted:
@@ -96,8 +99,8 @@ class APGD(Attack):
                 "`n_target_classes` (APGD-T: targets chosen among the runner-up classes) "
                 "cannot be combined with `targeted=True` (targets given in `y`)."
             )
-        self.rho = _check_number("rho", rho, minimum=0.0)
-        self.momentum = _check_number("momentum", momentum, minimum=0.0)
+        self.rho = check_number("rho", rho, minimum=0.0)
+        self.momentum = check_number("momentum", momentum, minimum=0.0)
         if self.momentum > 1.0:
             raise ValueError(f"`momentum` must be in [0, 1], got {momentum!r}.")
 
@@ -132,9 +135,9 @@ class APGD(Attack):
 
     # ------------------------------------------------------------ perturb
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
+        """One run (restarts are combined by the base class); APGD-T runs every target class."""
         if self.n_target_classes is None:
-            seeds = tf.random.experimental.stateless_split(seed, self.restarts)
-            return self._restarts(model, x, y, None, epsilon, seeds, loss_fn)[0]
+            return self._single_run(model, x, y, None, epsilon, seed, loss_fn)[0]
 
         scores = _scores.class_scores(model(x, training=False), type(self).__name__, self._few_classes_ok)
         num_classes = scores.shape[-1]
@@ -142,44 +145,23 @@ class APGD(Attack):
         if num_classes is not None:
             n_targets = min(n_targets, num_classes - 1)
         ranked = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
-        seeds = tf.reshape(
-            tf.random.experimental.stateless_split(seed, n_targets * self.restarts),
-            [n_targets, self.restarts, 2],
-        )
+        seeds = tf.random.experimental.stateless_split(seed, n_targets)
         labels = _scores.label_indices(y)
-        batch = tf.shape(x)[0]
 
-        def body(t, best, best_ok, best_obj):
+        def run(t):
             target = ranked[:, t + 1]
             # Where the clean prediction is wrong, the runner-up may be y itself: use the top class then.
             target = tf.where(tf.equal(target, labels), ranked[:, 0], target)
-            cand, ok, obj = self._restarts(model, x, y, target, epsilon, seeds[t], loss_fn)
-            better = (ok & ~best_ok) | ((ok == best_ok) & (obj > best_obj) & ~best_ok)
-            return (
-                t + 1,
-                tf.where(_scores.batch_mask(better, x), cand, best),
-                best_ok | ok,
-                tf.where(better, obj, best_obj),
-            )
+            cand, ok, obj = self._single_run(model, x, y, target, epsilon, seeds[t], loss_fn)
+            return cand, obj, ok
 
-        init = (tf.constant(0), x, tf.zeros([batch], tf.bool), tf.fill([batch], -float("inf")))
-        _, best, _, _ = tf.while_loop(lambda t, *_: t < n_targets, body, init)
-        return best
+        # Objectives of different targets do not compare: keep the first success per example.
+        return self.strongest_of(n_targets, run, first_success=True)[0]
 
-    def _restarts(self, model, x, y, target, epsilon, seeds, loss_fn):
-        best, ok, obj = self._single_run(model, x, y, target, epsilon, seeds[0], loss_fn)
-        if self.restarts == 1:
-            return best, ok, obj
-
-        def body(r, best, best_ok, best_obj):
-            cand, c_ok, c_obj = self._single_run(model, x, y, target, epsilon, seeds[r], loss_fn)
-            best, best_obj, best_ok = self.keep_stronger(best, best_obj, best_ok, cand, c_obj, c_ok)
-            return r + 1, best, best_ok, best_obj
-
-        _, best, ok, obj = tf.while_loop(
-            lambda r, *_: r < self.restarts, body, (tf.constant(1), best, ok, obj)
-        )
-        return best, ok, obj
+    def restart_score(self, model, x_adv, y, loss_fn):
+        # Restarts compare by APGD's own loss (CE or DLR), success first.
+        obj, outputs = self._make_objective(model, y, None, loss_fn)(x_adv)
+        return obj, self.is_successful(outputs, y)
 
     def _single_run(self, model, x, y, target, epsilon, seed, loss_fn):
         """One APGD run. Returns (x_adv, success, best objective)."""
@@ -209,7 +191,7 @@ class APGD(Attack):
         else:
             t = self.norm.normalize(tf.random.stateless_normal(tf.shape(x), seed, dtype=dtype))
         x0 = project(x + epsilon * t)
-        (obj0, out0), grad0 = _scores.input_gradient_of(objective, x0, name)
+        (obj0, out0), grad0 = value_and_gradient(objective, x0, name=name)
         ok0 = success(out0)
         eps_b = tf.cast(epsilon, dtype)
         step0 = tf.fill([batch], 2.0 * eps_b)
@@ -221,7 +203,7 @@ class APGD(Attack):
             mom = x_adv - x_old
             z = project(x_adv + mask(step) * self.norm.normalize(grad))
             x_new = project(x_adv + a * (z - x_adv) + (1.0 - a) * mom)
-            (loss, outputs), g_new = _scores.input_gradient_of(objective, x_new, name)
+            (loss, outputs), g_new = value_and_gradient(objective, x_new, name=name)
             ok = success(outputs)
             x_succ = tf.where(mask(ok), x_new, x_succ)
             found = found | ok

@@ -1,20 +1,29 @@
-"""The attack base class: threat model, input checks and budget enforcement.
+"""The attack base class: threat model, input domain and budget enforcement.
 
 Every attack in keras_adv derives from `Attack`. The base class owns what must
 hold for *every* attack, so no concrete attack re-implements it:
 
-* the inputs are checked (floating dtype, finite, inside `bounds`, labels of a
-  matching shape) with errors that name the argument;
-* the result is projected onto the ε-ball of the attack's norm and clipped to
-  `bounds`, so `‖x_adv − x‖ ≤ ε` and `x_adv ∈ bounds` hold by construction;
+* the inputs are checked (floating dtype, labels of a matching shape) and
+  handed to the attack's input domain (`attack.domain`, by default the box
+  `bounds`), which checks they are finite and inside it, with errors that
+  name the argument;
+* the result is projected onto the ε-ball of the attack's norm, then put back
+  into the domain (`Domain.project`: clipping for a box), so
+  `‖x_adv − x‖ ≤ ε` and `x_adv ∈ domain` hold by construction; an example
+  whose result is not finite (a model returning NaN) falls back to `x`;
+* restarts (`restarts > 1`) run the attack from fresh seeds and keep, per
+  example, the stronger result (`Attack.strongest_of`, `Attack.keep_stronger`);
+* an eager call runs one traced function per model (compiled speed);
 * the result is wrapped in `tf.stop_gradient`.
 
-A concrete attack implements `perturb(model, x, y, epsilon, seed)` only.
+A concrete attack implements `perturb(model, x, y, epsilon, seed, loss_fn)`
+(one run) and declares its capabilities as class attributes
+(`gradient_free`, `minimal_perturbation`, `supported_norms`, ...).
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 import weakref
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -22,41 +31,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv import norms as norms_lib
+from keras_adv import domains as domains_lib
 from keras_adv import losses as losses_lib
+from keras_adv import norms as norms_lib
+from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
+from keras_adv.utils.validation import check_bool, check_bounds, check_number, is_number
 
-__all__ = ["Attack"]
-
-
-def _check_number(name, value, *, minimum=None, strict=False, allow_none=False, integer=False):
-    if value is None:
-        if allow_none:
-            return None
-        raise ValueError(f"`{name}` is required, got None.")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a number, got {type(value).__name__}: {value!r}.")
-    if integer and not float(value).is_integer():
-        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
-    if not math.isfinite(float(value)):
-        raise ValueError(f"`{name}` must be finite, got {value!r}.")
-    if minimum is not None:
-        bad = value <= minimum if strict else value < minimum
-        if bad:
-            op = ">" if strict else ">="
-            raise ValueError(f"`{name}` must be {op} {minimum}, got {value!r}.")
-    return int(value) if integer else float(value)
-
-
-def _check_bounds(bounds) -> Tuple[float, float]:
-    try:
-        lo, hi = bounds
-    except (TypeError, ValueError):
-        raise ValueError(f"`bounds` must be a pair (min, max), got {bounds!r}.") from None
-    lo = _check_number("bounds[0]", lo)
-    hi = _check_number("bounds[1]", hi)
-    if not lo < hi:
-        raise ValueError(f"`bounds` must satisfy min < max, got {bounds!r} (reversed or empty).")
-    return lo, hi
+__all__ = ["Attack", "NoInputGradientError"]
 
 
 class Attack:
@@ -64,11 +45,16 @@ class Attack:
 
     Args:
         epsilon: the perturbation budget ε in the attack's norm (`None` only
-            for minimal-perturbation attacks such as Carlini-Wagner).
-        norm: the threat model: `"linf"`, `"l2"`, `"l1"` or a
-            `keras_adv.norms.Norm`.
-        bounds: `(min, max)` of valid inputs; results are clipped to it and
-            inputs outside it are rejected.
+            for attacks with `allows_unbounded`, such as Carlini-Wagner).
+        norm: the threat model: `"linf"`, `"l2"`, `"l1"`, a
+            `keras_adv.norms.Norm` or a serialized norm; must be one of the
+            attack's `supported_norms`.
+        bounds: `(min, max)` of valid inputs (default `(0.0, 1.0)`); results
+            are clipped to it and inputs outside it are rejected. Shorthand for
+            `domain=keras_adv.domains.Box(min, max)`.
+        domain: the input domain (`keras_adv.domains.Domain`): what the
+            attacker may produce, e.g. per-feature bounds or a tabular feature
+            space. Give `bounds` or `domain`, not both.
         targeted: when True, `y` holds the *target* class and the attack
             minimises the loss towards it instead of maximising the loss of
             the true class.
@@ -77,46 +63,93 @@ class Attack:
             probabilities detected from the outputs (inside an
             `AdversarialModel`, the compiled loss is used instead).
         seed: integer seed for the attack's randomness (random starts).
-        check_inputs: check inputs (finite, inside `bounds`) on each call.
+        check_inputs: check inputs (finite, inside the domain) on each call.
         name: a name for reports.
 
     Call:
         `x_adv = attack(model, x, y)`: tensors in, tensor out; works eagerly
-        and inside `tf.function`. `attack.generate(model, data)` runs over
-        numpy arrays or a `tf.data.Dataset` in batches with a progress bar.
+        (through one traced function per model, so at graph speed) and inside
+        `tf.function`. `attack.generate(model, data)` runs over numpy arrays
+        or a `tf.data.Dataset` in batches with a progress bar.
+
+    Capabilities (class attributes, read by evaluators and the CLI instead of
+    class names):
+        gradient_free: the attack never asks for a gradient (works on models
+            without one).
+        minimal_perturbation: the attack looks for the smallest adversarial
+            perturbation (its distances estimate the empirical robustness).
+        allows_unbounded: `epsilon=None` is allowed.
+        supported_norms: names of the norms the attack accepts (`None`: any
+            `keras_adv.norms.Norm`).
+        requires_images: inputs must be `(batch, height, width, channels)`.
+        independent_restarts: `restarts` are independent runs from fresh
+            seeds, combined by the base class (False when the attack chains
+            its restarts itself).
     """
 
-    #: Whether `epsilon=None` (an unbounded, minimal-perturbation attack) is allowed.
-    allows_unbounded = False
+    gradient_free: bool = False
+    minimal_perturbation: bool = False
+    allows_unbounded: bool = False
+    supported_norms: Optional[Tuple[str, ...]] = None
+    requires_images: bool = False
+    independent_restarts: bool = True
+    #: Runs of the attack per call, combined per example (`strongest_of`).
+    restarts: int = 1
 
     def __init__(
         self,
         *,
         epsilon: Optional[float],
         norm: norms_lib.NormLike = "linf",
-        bounds: Sequence[float] = (0.0, 1.0),
+        bounds: Optional[Sequence[float]] = None,
+        domain: Optional[Any] = None,
         targeted: bool = False,
         loss: Any = None,
         seed: Optional[int] = None,
         check_inputs: bool = True,
         name: Optional[str] = None,
     ):
-        self.epsilon = _check_number(
+        self.epsilon = check_number(
             "epsilon", epsilon, minimum=0.0, allow_none=self.allows_unbounded
         )
-        if isinstance(norm, dict):
-            norm = norms_lib.L1(**{k: v for k, v in norm.items() if k != "name"})
         self.norm = norms_lib.get(norm)
-        self.bounds = _check_bounds(bounds)
-        if not isinstance(targeted, (bool, np.bool_)):
-            raise TypeError(f"`targeted` must be a bool, got {targeted!r}.")
-        self.targeted = bool(targeted)
+        if self.supported_norms is not None and self.norm.name not in self.supported_norms:
+            names = " or ".join(repr(n) for n in self.supported_norms)
+            raise ValueError(
+                f"{type(self).__name__} supports norm {names}, got {self.norm.name!r}."
+            )
+        if domain is not None and bounds is not None:
+            raise ValueError(
+                "Give either `bounds` or `domain`, not both (`bounds=(lo, hi)` is "
+                "`domain=keras_adv.domains.Box(lo, hi)`)."
+            )
+        if domain is not None:
+            self.domain = domains_lib.get(domain)
+        else:
+            self.domain = domains_lib.Box(*_bounds_pair(bounds))
+        self.targeted = check_bool("targeted", targeted)
         self.loss = losses_lib.get(loss)
-        self.seed = None if seed is None else _check_number("seed", seed, integer=True)
+        self.seed = None if seed is None else check_number("seed", seed, integer=True)
         self.check_inputs = bool(check_inputs)
         self.name = name or type(self).__name__
         self._seed_generator = None
-        self._generate_fns = None
+        self._traced_fns = None
+        if self.epsilon is not None and self.norm.name == "linf" and self.epsilon > self.domain.width:
+            warnings.warn(
+                f"{type(self).__name__}: `epsilon`={self.epsilon:g} is larger than the width of the "
+                f"input domain ({self.domain.width:g}): every valid input is reachable, so the attack "
+                "measures nothing about robustness. Give ε on the scale of the inputs "
+                f"(e.g. {self.epsilon:g}/255 for 0-255 budgets on [0, 1] images).",
+                stacklevel=2,
+            )
+
+    @property
+    def bounds(self):
+        """`(min, max)` of the attack's domain (scalars, or per-feature arrays)."""
+        return self.domain.bounds
+
+    def _check_restarts(self, restarts):
+        return check_number("restarts", restarts, minimum=1, integer=True)
 
     # ------------------------------------------------------------------ call
     def __call__(self, model, x, y, *, epsilon=None, seed=None, loss=None):
@@ -124,40 +157,163 @@ class Attack:
 
         Args:
             model: a callable Keras model returning logits or probabilities.
-            x: a floating tensor of inputs inside `bounds`.
+            x: a floating tensor of inputs inside the attack's domain.
             y: integer labels `(batch,)` or one-hot `(batch, classes)`; the
                 target classes when `targeted=True`.
-            epsilon: overrides the attack's ε for this call (a float or a
+            epsilon: overrides the attack's ε for this call (a number or a
                 scalar tensor/variable: schedules change it without retracing).
+                A negative or non-finite value is refused.
             seed: a stateless seed, int tensor of shape (2,). Defaults to the
                 attack's own seed generator.
             loss: overrides the per-example loss for this call.
         """
         x = self._validate_x(x)
         y = self._validate_y(y, x)
-        if epsilon is None:
-            epsilon = self.epsilon
-        if epsilon is not None:
-            if isinstance(epsilon, (int, float)):
-                _check_number("epsilon", epsilon, minimum=0.0)
-            epsilon = tf.cast(epsilon, x.dtype)
+        epsilon = self._validate_epsilon(epsilon, x.dtype)
         if seed is None:
             seed = self._next_seed()
+        if tf.executing_eagerly():
+            fn = self._traced_function(model, loss)
+            if fn is not None:
+                try:
+                    return fn(x, y, epsilon, seed)
+                except tf.errors.OpError:
+                    raise
+                except Exception:
+                    # Tracing failed: run eagerly, which raises the attack's own error
+                    # (e.g. NoInputGradientError) unwrapped, or succeeds for a model
+                    # that cannot be traced (then this model stays on the eager path).
+                    out = self._run(model, x, y, epsilon, seed, self._loss_fn(loss))
+                    self._mark_untraceable(model, loss)
+                    return out
+        return self._run(model, x, y, epsilon, seed, self._loss_fn(loss))
+
+    def _loss_fn(self, loss):
         loss_fn = losses_lib.per_example(loss if loss is not None else self.loss)
-        loss_fn = loss_fn or losses_lib.crossentropy
-        x_adv = self.perturb(model, x, y, epsilon, seed, loss_fn)
-        return tf.stop_gradient(self.enforce_budget(x, x_adv, epsilon))
+        return loss_fn or losses_lib.crossentropy
+
+    def _run(self, model, x, y, epsilon, seed, loss_fn):
+        """The attack proper: restarts, budget and domain, non-finite fallback."""
+        x_adv = self.perturb_with_restarts(model, x, y, epsilon, seed, loss_fn)
+        x_adv = self.enforce_budget(x, x_adv, epsilon)
+        # A model that outputs NaN can make an attack step NaN: such an example
+        # falls back to the clean input, which satisfies budget and domain.
+        finite = tf.reduce_all(tf.reshape(tf.math.is_finite(x_adv), [tf.shape(x_adv)[0], -1]), axis=1)
+        x_adv = tf.where(_batch_mask(finite, x_adv), x_adv, x)
+        return tf.stop_gradient(x_adv)
+
+    def _traced_function(self, model, loss):
+        """One traced `_run` per (model, loss override), reused by eager calls and `generate`.
+
+        Keys are weak: the cache does not keep a model alive (the traced
+        function reaches the model through a weak reference).
+        """
+        if self._traced_fns is None:
+            self._traced_fns = weakref.WeakKeyDictionary()
+        try:
+            per_model = self._traced_fns.get(model)
+        except TypeError:  # not weak-referenceable: run eagerly
+            return None
+        if per_model is None:
+            per_model = {}
+            try:
+                self._traced_fns[model] = per_model
+            except TypeError:
+                return None
+        key = None if loss is None else id(loss)
+        entry = per_model.get(key)
+        if entry is not None and entry[0] is loss and entry[1] is None:
+            return None  # this model runs eagerly (tracing it failed before)
+        if entry is None or entry[0] is not loss:
+            model_ref = weakref.ref(model)
+            loss_fn = self._loss_fn(loss)
+
+            def run(x, y, epsilon, seed):
+                return self._run(model_ref(), x, y, epsilon, seed, loss_fn)
+
+            entry = (loss, _compile(run))
+            if len(per_model) > 8:
+                per_model.clear()
+            per_model[key] = entry
+        return entry[1]
+
+    def _mark_untraceable(self, model, loss):
+        try:
+            self._traced_fns[model][None if loss is None else id(loss)] = (loss, None)
+        except (TypeError, KeyError):
+            pass
 
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
-        """Computes adversarial examples. Implemented by each attack.
+        """Computes adversarial examples (one run). Implemented by each attack.
 
-        The returned tensor need not satisfy the budget or the bounds: the
-        base class projects and clips it afterwards.
+        The returned tensor need not satisfy the budget or the domain: the
+        base class projects and repairs it afterwards.
         """
         raise NotImplementedError
 
+    def perturb_with_restarts(self, model, x, y, epsilon, seed, loss_fn):
+        """`perturb` once, or once per restart from fresh seeds keeping the stronger per example."""
+        n = int(getattr(self, "restarts", 1) or 1)
+        if n == 1 or not self.independent_restarts:
+            return self.perturb(model, x, y, epsilon, seed, loss_fn)
+        seeds = tf.random.experimental.stateless_split(seed, n)
+
+        def run(r):
+            return self.enforce_budget(x, self.perturb(model, x, y, epsilon, seeds[r], loss_fn), epsilon)
+
+        def score(x_adv):
+            return self.restart_score(model, x_adv, y, loss_fn)
+
+        return self.strongest_of(n, run, score)[0]
+
+    def restart_score(self, model, x_adv, y, loss_fn):
+        """`(objective, success)` per example, by which restarts are compared."""
+        outputs = model(x_adv, training=False)
+        return self.objective(loss_fn, y, outputs), self.is_successful(outputs, y)
+
+    def strongest_of(self, n: int, run: Callable, score: Optional[Callable] = None, *,
+                     first_success: bool = False):
+        """Per example, the strongest of `n` candidates (the restart loop, written once).
+
+        Args:
+            n: number of candidates (a Python int ≥ 1).
+            run: `run(i)` for a scalar int32 tensor `i` in `[0, n)` returns a
+                candidate batch `x_i`, or a tuple `(x_i, objective, success)`.
+            score: `score(x_i) -> (objective, success)`, needed when `run`
+                returns the candidate only.
+            first_success: keep the first successful candidate of each
+                example (for candidates whose objectives do not compare, such
+                as different target classes).
+
+        Returns:
+            `(best, objective, success)`. With `n == 1` and a `run` that
+            returns the candidate only, `(x_0, None, None)` (no extra scoring).
+        """
+        def scored(i):
+            out = run(i)
+            if isinstance(out, tuple):
+                return out
+            obj, ok = score(out)
+            return out, obj, ok
+
+        if n == 1:
+            out = run(tf.constant(0))
+            return out if isinstance(out, tuple) else (out, None, None)
+        best, best_obj, best_ok = scored(tf.constant(0))
+
+        def body(i, best, best_obj, best_ok):
+            cand, obj, ok = scored(i)
+            best, best_obj, best_ok = self.keep_stronger(
+                best, best_obj, best_ok, cand, obj, ok, first_success=first_success)
+            return i + 1, best, best_obj, best_ok
+
+        _, best, best_obj, best_ok = tf.while_loop(
+            lambda i, *_: i < n, body, (tf.constant(1), best, best_obj, best_ok)
+        )
+        return best, best_obj, best_ok
+
     def enforce_budget(self, x, x_adv, epsilon):
-        """Projects onto the ε-ball around `x`, then clips to `bounds`.
+        """Projects onto the ε-ball around `x`, then into the domain (`Domain.project`).
 
         Clipping after projection cannot leave the ball: `x` lies inside
         `bounds`, so clipping only shrinks each coordinate of `x_adv − x`.
@@ -165,26 +321,27 @@ class Attack:
         x_adv = tf.cast(x_adv, x.dtype)
         if epsilon is not None:
             x_adv = x + self.norm.project(x_adv - x, epsilon)
-        return self.clip(x_adv)
+        return self.domain.project(x_adv, x)
 
     def clip(self, x):
-        lo, hi = self.bounds
-        return tf.clip_by_value(x, tf.cast(lo, x.dtype), tf.cast(hi, x.dtype))
+        """Puts `x` into the attack's domain (clips to `bounds` for a box)."""
+        return self.domain.project(x, None)
 
     # ------------------------------------------------------------ checks
     def _validate_x(self, x):
+        desc = f"bounds={self.bounds}" if self.domain.is_scalar else "the attack's domain"
         if not tf.is_tensor(x):
             x = np.asarray(x)
             if not np.issubdtype(x.dtype, np.floating):
                 raise TypeError(
-                    f"`x` must be a floating-point array scaled to bounds={self.bounds}, "
+                    f"`x` must be a floating-point array scaled to {desc}, "
                     f"got dtype {x.dtype}. Convert integer images first, e.g. "
                     "`x.astype('float32') / 255`."
                 )
             x = tf.convert_to_tensor(x)
         if not x.dtype.is_floating:
             raise TypeError(
-                f"`x` must be a floating-point tensor scaled to bounds={self.bounds}, "
+                f"`x` must be a floating-point tensor scaled to {desc}, "
                 f"got dtype {x.dtype.name}. Convert integer images first, e.g. "
                 "`tf.cast(x, 'float32') / 255`."
             )
@@ -193,9 +350,31 @@ class Attack:
         if x.shape.rank is not None and x.shape.rank < 2:
             raise ValueError(f"`x` must be batched, shape (batch, ...), got shape {x.shape}.")
         if self.check_inputs:
-            lo, hi = self.bounds
-            x = _checked(x, lo, hi)
+            x = self.domain.validate(x)
         return x
+
+    def _validate_epsilon(self, epsilon, dtype):
+        """The per-call ε as a tensor (or None); negative / non-finite values are refused."""
+        if epsilon is None:
+            epsilon = self.epsilon
+            if epsilon is None:
+                return None
+        elif is_number(epsilon):
+            check_number("epsilon", epsilon, minimum=0.0)
+        elif isinstance(epsilon, np.ndarray) and epsilon.ndim == 0:
+            check_number("epsilon", epsilon[()], minimum=0.0)
+        else:
+            epsilon = tf.convert_to_tensor(epsilon)
+            if epsilon.shape.rank not in (None, 0):
+                raise ValueError(f"`epsilon` must be a scalar, got shape {epsilon.shape}.")
+            if tf.executing_eagerly():
+                check_number("epsilon", epsilon.numpy().item(), minimum=0.0)
+            else:
+                ok = tf.reduce_all(tf.cast(epsilon, tf.float32) >= 0.0)  # NaN fails too
+                check = tf.debugging.Assert(ok, ["`epsilon` must be a finite number >= 0, got", epsilon])
+                with tf.control_dependencies([check]):
+                    epsilon = tf.identity(epsilon)
+        return tf.cast(epsilon, dtype)
 
     def _validate_y(self, y, x):
         if y is None:
@@ -230,21 +409,14 @@ class Attack:
         """Gradient of the attack objective w.r.t. `x`, and the per-example objective.
 
         The objective is `loss(y, model(x))`, negated for targeted attacks,
-        so attacks always *ascend* it.
+        so attacks always *ascend* it. Raises `NoInputGradientError` when
+        the model has no gradient with respect to `x`.
         """
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            outputs = model(x, training=False)
-            objective = self.objective(loss_fn, y, outputs)
-            total = tf.reduce_sum(objective)
-        grad = tape.gradient(total, x)
-        if grad is None:
-            raise ValueError(
-                "The model has no gradient with respect to its input `x` "
-                "(a non-differentiable op such as rounding, argmax or stop_gradient "
-                "lies between input and output). Use a gradient-free attack such as "
-                "keras_adv.attacks.Square, or make the model differentiable."
-            )
+        def fn(x_):
+            outputs = model(x_, training=False)
+            return self.objective(loss_fn, y, outputs), outputs
+
+        (objective, outputs), grad = value_and_gradient(fn, x)
         return grad, objective, outputs
 
     def objective(self, loss_fn, y, outputs):
@@ -254,13 +426,16 @@ class Attack:
         return -loss if self.targeted else loss
 
     @staticmethod
-    def keep_stronger(best, best_obj, best_ok, cand, obj, ok):
+    def keep_stronger(best, best_obj, best_ok, cand, obj, ok, *, first_success: bool = False):
         """Per example, keeps the stronger of `best` and `cand`.
 
         Stronger means successful where the other is not, else a higher
-        objective. Returns the updated `(best, best_obj, best_ok)`.
+        objective. With `first_success`, an example already successful in
+        `best` keeps it. Returns the updated `(best, best_obj, best_ok)`.
         """
         better = (ok & ~best_ok) | ((ok == best_ok) & (obj > best_obj))
+        if first_success:
+            better = better & ~best_ok
         mask = tf.reshape(better, [-1] + [1] * (len(best.shape) - 1))
         return tf.where(mask, cand, best), tf.where(better, obj, best_obj), best_ok | ok
 
@@ -311,7 +486,7 @@ class Attack:
                 raise ValueError("`y` is required when `data` is an array of inputs.")
             if not tf.is_tensor(x_np):
                 self._validate_x(np.asarray(x_np)[:1])  # dtype check with a clear error before batching
-            batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+            batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
         steps = _batches.num_batches(data, y, batch_size=batch_size, shard=shard)
         seed = _batches.base_seed(self.seed)
         step = self.batch_function(model, verbose=int(verbose not in (0, False)))
@@ -329,56 +504,39 @@ class Attack:
         `epsilon=None` keeps the attack's own ε; a number overrides it without
         retracing. The evaluator and `generate` call attacks through this
         hook; an attack that drives sub-attacks from Python (AutoAttack, to
-        report progress) overrides it. The model is held weakly: the
-        function does not keep a discarded model alive.
+        report progress) overrides it. The traced function is the one eager
+        calls use (`_traced_function`): the model is held weakly, so it does
+        not keep a discarded model alive.
         """
-        fn = self._cached_function(model, "call", lambda m: (
-            lambda xb, yb, epsilon, seed: self(m(), xb, yb, epsilon=epsilon, seed=seed)))
         own = self.epsilon
 
         def call(xb, yb, epsilon, seed):
             eps = own if epsilon is None else epsilon
             eps = None if eps is None else tf.constant(float(eps), tf.float32)
-            return fn(tf.convert_to_tensor(xb), tf.convert_to_tensor(yb), eps, seed)
+            # An eager call: inputs checked eagerly, the attack runs in the traced
+            # function kept per model (`_traced_function`), errors unwrapped.
+            return self(model, tf.convert_to_tensor(xb), tf.convert_to_tensor(yb), epsilon=eps, seed=seed)
 
         return call
 
-    def _cached_function(self, model, key, make):
-        """A compiled function per (model, key), held on the attack with the model held weakly.
-
-        `make(model_ref)` returns the Python function to compile; it must reach
-        the model through `model_ref()` only, so a discarded model (and its
-        traced graphs) can be freed. The function is traced without AutoGraph
-        (the attacks' loops are explicit `tf.while_loop`s): tracing is 5-20×
-        faster (measured: PGD-10 6.4 s → 0.9 s, APGD 9.3 s → 0.8 s on a
-        loaded 2-core CPU). Code that needs AutoGraph (Python control flow on
-        tensors in a custom model or loss) is retraced with it automatically.
-        """
-        if self._generate_fns is None:
-            self._generate_fns = weakref.WeakKeyDictionary()
-        per_model = self._generate_fns.get(model)
-        if per_model is None:
-            per_model = self._generate_fns[model] = {}
-        fn = per_model.get(key)
-        if fn is None:
-            fn = per_model[key] = _compile(make(weakref.ref(model)))
-        return fn
-
     # ------------------------------------------------------ serialization
     def get_config(self) -> dict:
-        norm = self.norm.name
-        if isinstance(self.norm, norms_lib.L1) and self.norm.sparsity != norms_lib.L1().sparsity:
-            norm = {"name": "l1", "sparsity": self.norm.sparsity}
-        return {
+        config = {
             "epsilon": self.epsilon,
-            "norm": norm,
-            "bounds": list(self.bounds),
-            "targeted": self.targeted,
-            "loss": None if self.loss is None else keras.saving.serialize_keras_object(self.loss),
-            "seed": self.seed,
-            "check_inputs": self.check_inputs,
-            "name": self.name,
+            "norm": keras.saving.serialize_keras_object(self.norm),
         }
+        if type(self.domain) is domains_lib.Box and self.domain.is_scalar:
+            config["bounds"] = list(self.bounds)
+        else:
+            config["domain"] = keras.saving.serialize_keras_object(self.domain)
+        config.update(
+            targeted=self.targeted,
+            loss=None if self.loss is None else keras.saving.serialize_keras_object(self.loss),
+            seed=self.seed,
+            check_inputs=self.check_inputs,
+            name=self.name,
+        )
+        return config
 
     @classmethod
     def from_config(cls, config: dict):
@@ -388,14 +546,26 @@ class Attack:
         return cls(**config)
 
     def __repr__(self):
+        config = self.get_config()
+        config["norm"] = self.norm
+        if "domain" in config:
+            config["domain"] = self.domain
         args = ", ".join(
-            f"{k}={v!r}" for k, v in self.get_config().items() if k not in ("name", "check_inputs")
+            f"{k}={v!r}" for k, v in config.items() if k not in ("name", "check_inputs")
         )
         return f"keras_adv.attacks.{type(self).__name__}({args})"
 
 
 def _compile(python_fn):
-    """`tf.function(python_fn)` traced without AutoGraph, falling back to AutoGraph when needed."""
+    """`tf.function(python_fn)` traced without AutoGraph, falling back to AutoGraph when needed.
+
+    The attacks' loops are explicit `tf.while_loop`s, so AutoGraph's source
+    conversion is pure cost: tracing without it is 5-20x faster (measured on
+    a loaded 2-core CPU: PGD-10 6.4 s -> 0.9 s, APGD 9.3 s -> 0.8 s, Square
+    6.6 s -> 0.4 s). A model or loss with Python control flow on tensors
+    raises `OperatorNotAllowedInGraphError` when traced without AutoGraph; it
+    is then traced with it, once.
+    """
     plain = tf.function(python_fn, reduce_retracing=True, autograph=False)
     converted = None
 
@@ -418,27 +588,6 @@ def draw_seed(seed_generator) -> tf.Tensor:
     )
 
 
-def _checked(x, lo, hi):
-    """Asserts that `x` is finite and inside [lo, hi] (eagerly, or in-graph with one fused check)."""
-    msg_bounds = (
-        f"`x` must lie inside bounds=({lo}, {hi}); rescale the inputs "
-        "or pass the attack the bounds your data uses"
-    )
-    if tf.executing_eagerly():
-        xv = x.numpy()
-        if not np.all(np.isfinite(xv)):
-            raise ValueError("`x` contains NaN or infinite values.")
-        if xv.size and (xv.min() < lo or xv.max() > hi):
-            raise ValueError(f"{msg_bounds} (got min={xv.min():.4g}, max={xv.max():.4g}).")
-        return x
-    # NaN fails both comparisons and ±inf lies outside finite bounds, so one
-    # elementwise test covers finiteness and bounds.
-    ok = tf.reduce_all((x >= tf.cast(lo, x.dtype)) & (x <= tf.cast(hi, x.dtype)))
-    check = tf.debugging.Assert(ok, [f"{msg_bounds}; NaN and infinite values are rejected too."])
-    with tf.control_dependencies([check]):
-        return tf.identity(x)
-
-
 def _single_output(outputs):
     if isinstance(outputs, (list, tuple, dict)):
         raise ValueError(
@@ -447,3 +596,21 @@ def _single_output(outputs):
             "it returns the output to attack."
         )
     return outputs
+
+
+def _bounds_pair(bounds) -> Tuple[Any, Any]:
+    """`bounds` (None: the default `(0.0, 1.0)`) as a `(lower, upper)` pair, with the usual errors."""
+    if bounds is None:
+        return 0.0, 1.0
+    try:
+        lo, hi = bounds
+    except (TypeError, ValueError):
+        raise ValueError(f"`bounds` must be a pair (min, max), got {bounds!r}.") from None
+    if is_number(lo) and is_number(hi):
+        return check_bounds((lo, hi))
+    return lo, hi
+
+
+def _batch_mask(mask, x):
+    """Reshapes a (batch,) mask to broadcast against `x`."""
+    return tf.reshape(mask, [-1] + [1] * (len(x.shape) - 1))

@@ -9,8 +9,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv.attacks import _scores
 from keras_adv.attacks.apgd import APGD
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.square import Square
 
@@ -58,6 +60,8 @@ class AutoAttack(Attack):
         **kwargs: `bounds`, `seed`, `name` (see `keras_adv.attacks.Attack`).
     """
 
+    supported_norms = ("linf", "l2")
+
     def __init__(
         self,
         epsilon: float,
@@ -73,14 +77,12 @@ class AutoAttack(Attack):
         if kwargs.get("targeted"):
             raise ValueError("AutoAttack is untargeted: `y` must be the true labels (targeted=False).")
         super().__init__(epsilon=epsilon, norm=norm, **kwargs)
-        if self.norm.name not in ("linf", "l2"):
-            raise ValueError(f"AutoAttack supports norm 'linf' or 'l2', got {self.norm.name!r}.")
         if version != "standard":
             raise ValueError(f"`version` must be 'standard', got {version!r}.")
         self.version = version
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.queries = _check_number("queries", queries, minimum=1, integer=True)
-        self.n_target_classes = _check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.queries = check_number("queries", queries, minimum=1, integer=True)
+        self.n_target_classes = check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
         if attacks is None:
             attacks = ["apgd-ce", "apgd-t", "fab-t", "square"]
         if isinstance(attacks, (str, Attack)) or not len(attacks):
@@ -98,12 +100,8 @@ class AutoAttack(Attack):
             return spec
         if not isinstance(spec, str) or spec.lower() not in _MEMBERS:
             raise ValueError(f"Unknown AutoAttack member {spec!r}; expected one of {_MEMBERS} or an Attack.")
-        member = self._build_member(spec.lower())
-        member._few_classes_ok = True  # binary (single-unit) models: DLR falls back to the margin
-        return member
-
-    def _build_member(self, spec):
-        common = dict(norm=self.norm.name, bounds=self.bounds, seed=self.seed, check_inputs=False)
+        common = dict(norm=self.norm, domain=self.domain, seed=self.seed, check_inputs=False)
+        spec = spec.lower()
         if spec == "apgd-ce":
             return APGD(self.epsilon, loss="ce", steps=self.steps, name="apgd-ce", **common)
         if spec in ("apgd-dlr", "apgd-t"):
@@ -152,8 +150,6 @@ class AutoAttack(Attack):
 
         predict = call_function(model)
         member_fns = [m.batch_function(model) for m in self.attacks]
-        enforce = self._cached_function(model, "enforce", lambda m: (
-            lambda x, x_adv, eps: self.enforce_budget(x, x_adv, eps)))
 
         def call(xb, yb, epsilon, seed):
             x = self._validate_x(xb)
@@ -177,7 +173,10 @@ class AutoAttack(Attack):
                 if verbose:
                     print(f"  after {member.name:<9} {int(robust.sum()):>6} / {n} robust "
                           f"({time.perf_counter() - t0:.1f} s)", flush=True)
-            return enforce(x, tf.constant(x_adv), tf.constant(eps, x.dtype))
+            # The tail of `Attack._run`: budget and domain, non-finite fallback.
+            x_adv = self.enforce_budget(x, tf.constant(x_adv), tf.constant(eps, x.dtype))
+            finite = tf.reduce_all(tf.reshape(tf.math.is_finite(x_adv), [tf.shape(x_adv)[0], -1]), axis=1)
+            return tf.stop_gradient(tf.where(_scores.batch_mask(finite, x_adv), x_adv, x))
 
         return call
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_adv.attacks import _scores
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import value_and_gradient
+from keras_adv.utils.validation import check_number
 
 __all__ = ["CarliniWagnerL2"]
 
@@ -53,10 +56,12 @@ class CarliniWagnerL2(Attack):
         abort_early: stop a round once the objective stops improving
             (checked every `steps // 10` steps), as in the original code.
         **kwargs: `bounds`, `targeted`, `seed`, `name` (see
-            `keras_adv.attacks.Attack`); the norm is always L2.
+            `keras_adv.attacks.Attack`); the norm is L2 (any other is refused).
     """
 
     allows_unbounded = True
+    minimal_perturbation = True
+    supported_norms = ("l2",)
 
     def __init__(
         self,
@@ -70,19 +75,23 @@ class CarliniWagnerL2(Attack):
         abort_early: bool = True,
         **kwargs,
     ):
-        kwargs.pop("norm", None)
-        super().__init__(epsilon=epsilon, norm="l2", **kwargs)
-        self.confidence = _check_number("confidence", confidence, minimum=0.0)
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.binary_search_steps = _check_number(
+        super().__init__(epsilon=epsilon, norm=kwargs.pop("norm", "l2"), **kwargs)
+        self.confidence = check_number("confidence", confidence, minimum=0.0)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.binary_search_steps = check_number(
             "binary_search_steps", binary_search_steps, minimum=1, integer=True
         )
-        self.initial_const = _check_number("initial_const", initial_const, minimum=0.0, strict=True)
-        self.learning_rate = _check_number("learning_rate", learning_rate, minimum=0.0, strict=True)
+        self.initial_const = check_number("initial_const", initial_const, minimum=0.0, strict=True)
+        self.learning_rate = check_number("learning_rate", learning_rate, minimum=0.0, strict=True)
         self.abort_early = bool(abort_early)
 
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         lo, hi = self.bounds
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError(
+                f"{type(self).__name__} maps inputs through tanh onto the domain's bounds, which "
+                "must be finite; got an unbounded side. Use keras_adv.attacks.PGD(norm='l2') instead."
+            )
         dtype = x.dtype
         labels = _scores.label_indices(y)
         batch = tf.shape(x)[0]
@@ -120,16 +129,8 @@ class CarliniWagnerL2(Attack):
                 return dist + const * tf.maximum(marg, 0.0), (x_adv, marg, scores, dist)
 
             def body(i, w, m, v, best_l2, best_adv, round_ok, prev_loss, done):
-                with tf.GradientTape() as tape:
-                    tape.watch(w)
-                    loss, (x_adv, marg, scores, dist) = objective(w)
-                    total = tf.reduce_sum(loss)
-                grad = tape.gradient(total, w)
-                if grad is None:
-                    raise ValueError(
-                        f"{name}: the model has no gradient with respect to its input `x`; "
-                        "use the gradient-free keras_adv.attacks.Square."
-                    )
+                (loss, (x_adv, marg, scores, dist)), grad = value_and_gradient(objective, w, name=name)
+                total = tf.reduce_sum(loss)
                 # Record the current iterate before stepping (its loss is `loss`).
                 ok = successful(marg, scores)
                 if epsilon is not None:

@@ -8,7 +8,9 @@ import keras
 import tensorflow as tf
 
 from keras_adv.attacks import _scores
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import value_and_gradient
+from keras_adv.utils.validation import check_number
 
 __all__ = ["FAB"]
 
@@ -110,6 +112,10 @@ class FAB(Attack):
     """
 
     allows_unbounded = True
+    minimal_perturbation = True
+    supported_norms = ("linf", "l2")
+    # Restarts after the first start near the best point found so far: FAB chains them itself.
+    independent_restarts = False
 
     # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
     _few_classes_ok = False
@@ -128,14 +134,12 @@ class FAB(Attack):
         **kwargs,
     ):
         super().__init__(epsilon=epsilon, norm=norm, **kwargs)
-        if self.norm.name not in ("linf", "l2"):
-            raise ValueError(f"FAB supports norm 'linf' or 'l2', got {self.norm.name!r}.")
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.n_target_classes = _check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
-        self.restarts = _check_number("restarts", restarts, minimum=1, integer=True)
-        self.alpha_max = _check_number("alpha_max", alpha_max, minimum=0.0)
-        self.eta = _check_number("eta", eta, minimum=1.0)
-        self.beta = _check_number("beta", beta, minimum=0.0)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.n_target_classes = check_number("n_target_classes", n_target_classes, minimum=1, integer=True)
+        self.restarts = check_number("restarts", restarts, minimum=1, integer=True)
+        self.alpha_max = check_number("alpha_max", alpha_max, minimum=0.0)
+        self.eta = check_number("eta", eta, minimum=1.0)
+        self.beta = check_number("beta", beta, minimum=0.0)
         if self.beta > 1.0 or self.alpha_max > 1.0:
             raise ValueError(f"`beta` and `alpha_max` must lie in [0, 1], got {beta!r}, {alpha_max!r}.")
 
@@ -212,7 +216,7 @@ class FAB(Attack):
             x1 = x0
 
         def body(i, x1, best, best_norm):
-            f, g = _scores.input_gradient_of(diff, x1, name)
+            f, g = value_and_gradient(diff, x1, name=name)
             w = _flat(g)
             flat1 = _flat(x1)
             r1 = -f

@@ -48,8 +48,13 @@ class FGSM(GradientAttack):
         step_size: Optional[float] = None,
         **kwargs,
     ):
-        kwargs.pop("steps", None)
-        kwargs.pop("restarts", None)
+        for arg in ("steps", "restarts"):
+            if arg in kwargs:
+                raise TypeError(
+                    f"FGSM takes one step from one start and has no `{arg}` argument (got "
+                    f"{arg}={kwargs[arg]!r}); use keras_adv.attacks.PGD(epsilon, steps=..., "
+                    "restarts=...) for an iterative attack."
+                )
         super().__init__(
             epsilon=epsilon, steps=1, step_size=step_size, random_start=random_start,
             norm=norm, restarts=1, **kwargs

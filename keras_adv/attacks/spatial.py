@@ -9,8 +9,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv.attacks.attack import Attack, _check_number
-from keras_adv.layers.spatial_transform import transform_images
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import value_and_gradient
+from keras_adv.utils.validation import check_number
+from keras_adv.ops.image import transform_images
 
 __all__ = ["SpatialTransformation"]
 
@@ -70,6 +72,7 @@ class SpatialTransformation(Attack):
     """
 
     allows_unbounded = True
+    requires_images = True
 
     def __init__(
         self,
@@ -90,22 +93,22 @@ class SpatialTransformation(Attack):
         **kwargs,
     ):
         super().__init__(epsilon=epsilon, **kwargs)
-        self.max_rotation = _check_number("max_rotation", max_rotation, minimum=0.0)
-        self.max_translation = _check_number("max_translation", max_translation, minimum=0.0)
-        self.max_scale = _check_number("max_scale", max_scale, minimum=0.0)
+        self.max_rotation = check_number("max_rotation", max_rotation, minimum=0.0)
+        self.max_translation = check_number("max_translation", max_translation, minimum=0.0)
+        self.max_scale = check_number("max_scale", max_scale, minimum=0.0)
         if self.max_scale >= 1.0:
             raise ValueError(f"`max_scale` must be in [0, 1), got {max_scale!r}.")
         if method not in _METHODS:
             raise ValueError(f"`method` must be one of {_METHODS}, got {method!r}.")
         self.method = method
-        self.n_rotations = _check_number("n_rotations", n_rotations, minimum=1, integer=True)
-        self.n_translations = _check_number("n_translations", n_translations, minimum=1, integer=True)
-        self.n_scales = _check_number("n_scales", n_scales, minimum=1, integer=True)
-        self.grid_batch_size = _check_number("grid_batch_size", grid_batch_size, minimum=1, integer=True)
-        self.k = _check_number("k", k, minimum=1, integer=True)
-        self.steps = _check_number("steps", steps, minimum=1, integer=True)
-        self.step_size = _check_number("step_size", step_size, minimum=0.0, strict=True, allow_none=True)
-        self.fill_value = _check_number("fill_value", fill_value)
+        self.n_rotations = check_number("n_rotations", n_rotations, minimum=1, integer=True)
+        self.n_translations = check_number("n_translations", n_translations, minimum=1, integer=True)
+        self.n_scales = check_number("n_scales", n_scales, minimum=1, integer=True)
+        self.grid_batch_size = check_number("grid_batch_size", grid_batch_size, minimum=1, integer=True)
+        self.k = check_number("k", k, minimum=1, integer=True)
+        self.steps = check_number("steps", steps, minimum=1, integer=True)
+        self.step_size = check_number("step_size", step_size, minimum=0.0, strict=True, allow_none=True)
+        self.fill_value = check_number("fill_value", fill_value)
 
     # --------------------------------------------------------------- grid
     def grid(self) -> np.ndarray:
@@ -157,7 +160,7 @@ class SpatialTransformation(Attack):
         x_tiled = tf.tile(x, [chunk, 1, 1, 1])  # (chunk·batch, h, w, c), grid-major
         y_tiled = tf.tile(y, [chunk] + [1] * (len(y.shape) - 1))
 
-        def body(i, best, best_obj, best_ok):
+        def run(i):
             params = tf.repeat(grid_t[i], batch, axis=0)  # (chunk·batch, 4)
             cand = self.enforce_budget(x_tiled, transform_images(x_tiled, params, self.fill_value), epsilon)
             outputs = model(cand, training=False)
@@ -171,11 +174,10 @@ class SpatialTransformation(Attack):
             c_obj = tf.gather_nd(obj, idx)
             c_ok = tf.gather_nd(ok, idx)
             c_x = tf.ensure_shape(tf.gather(cand, j * batch + tf.range(batch)), x.shape)
-            return (i + 1,) + self.keep_stronger(best, best_obj, best_ok, c_x, c_obj, c_ok)
+            return c_x, c_obj, c_ok
 
-        init = (tf.constant(0), x, tf.fill([batch], tf.constant(-np.inf, tf.float32)), tf.zeros([batch], tf.bool))
-        _, best, _, _ = tf.while_loop(lambda i, *_: i < n_chunks, body, init)
-        return best
+        # Per example, the strongest over the chunks (the shared restart loop).
+        return self.strongest_of(n_chunks, run)[0]
 
     def _random_search(self, x, seed, evaluate):
         batch = tf.shape(x)[0]
@@ -183,14 +185,12 @@ class SpatialTransformation(Attack):
         center = tf.constant([0.0, 0.0, 0.0, 1.0], x.dtype)
         seeds = tf.random.experimental.stateless_split(seed, self.k)
 
-        def body(i, best, best_obj, best_ok):
+        def run(i):
             u = tf.random.stateless_uniform([batch, 4], seeds[i], -1.0, 1.0, dtype=x.dtype)
-            cand, obj, ok = evaluate(center + u * ranges)
-            return (i + 1,) + self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)
+            return evaluate(center + u * ranges)
 
-        init = (tf.constant(0), x, tf.fill([batch], tf.constant(-np.inf, tf.float32)), tf.zeros([batch], tf.bool))
-        _, best, _, _ = tf.while_loop(lambda i, *_: i < self.k, body, init)
-        return best
+        # Worst of k draws per example (the shared restart loop).
+        return self.strongest_of(self.k, run)[0]
 
     def _first_order(self, x, y, loss_fn, model, candidate, evaluate):
         batch = tf.shape(x)[0]
@@ -199,19 +199,15 @@ class SpatialTransformation(Attack):
         step = self.step_size if self.step_size is not None else 2.5 / self.steps
         name = type(self).__name__
 
+        def fn(params):
+            cand = candidate(params)
+            outputs = model(cand, training=False)
+            return self.objective(loss_fn, y, outputs), cand, outputs
+
         def body(i, params, best, best_obj, best_ok):
-            with tf.GradientTape() as tape:
-                tape.watch(params)
-                cand = candidate(params)
-                outputs = model(cand, training=False)
-                obj = self.objective(loss_fn, y, outputs)
-                total = tf.reduce_sum(obj)
-            grad = tape.gradient(total, params)
-            if grad is None:
-                raise ValueError(
-                    f"{name}(method='first_order'): the model has no gradient with respect to "
-                    "its input; use method='grid' or method='random'."
-                )
+            (obj, cand, outputs), grad = value_and_gradient(
+                fn, params, name=f"{name}(method='first_order')", wrt="its input",
+                hint="Use method='grid' or method='random'.")
             ok = self.is_successful(outputs, y)
             best, best_obj, best_ok = self.keep_stronger(best, best_obj, best_ok, cand, obj, ok)
             params = params + step * ranges * tf.sign(grad)

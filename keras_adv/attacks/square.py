@@ -6,7 +6,8 @@ import keras
 import tensorflow as tf
 
 from keras_adv.attacks import _scores
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 
 __all__ = ["Square"]
 
@@ -52,6 +53,10 @@ class Square(Attack):
     # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
     _few_classes_ok = False
 
+    gradient_free = True
+    requires_images = True
+    supported_norms = ("linf", "l2")
+
     def __init__(
         self,
         epsilon: float,
@@ -63,13 +68,11 @@ class Square(Attack):
         **kwargs,
     ):
         super().__init__(epsilon=epsilon, norm=norm, **kwargs)
-        if self.norm.name not in ("linf", "l2"):
-            raise ValueError(f"Square supports norm 'linf' or 'l2', got {self.norm.name!r}.")
-        self.queries = _check_number("queries", queries, minimum=1, integer=True)
-        self.p_init = _check_number("p_init", p_init, minimum=0.0, strict=True)
+        self.queries = check_number("queries", queries, minimum=1, integer=True)
+        self.p_init = check_number("p_init", p_init, minimum=0.0, strict=True)
         if self.p_init > 1.0:
             raise ValueError(f"`p_init` must be in (0, 1], got {p_init!r}.")
-        self.restarts = _check_number("restarts", restarts, minimum=1, integer=True)
+        self.restarts = self._check_restarts(restarts)
 
     # ----------------------------------------------------------- helpers
     def _p(self, i):
@@ -91,15 +94,13 @@ class Square(Attack):
                 f"of shape {x.shape}."
             )
         labels = _scores.label_indices(y)
-        seeds = tf.random.experimental.stateless_split(seed, self.restarts)
         run = self._run_linf if self.norm.name == "linf" else self._run_l2
-        best, best_loss = run(model, x, labels, epsilon, seeds[0])
-        for r in range(1, self.restarts):
-            cand, loss = run(model, x, labels, epsilon, seeds[r])
-            better = loss < best_loss
-            best = tf.where(_scores.batch_mask(better, x), cand, best)
-            best_loss = tf.minimum(loss, best_loss)
-        return best
+        return run(model, x, labels, epsilon, seed)[0]
+
+    def restart_score(self, model, x_adv, y, loss_fn):
+        # Restarts compare by the margin loss Square minimises: success (loss < 0) first, then lower.
+        loss = self._loss(model, x_adv, _scores.label_indices(y))
+        return -loss, loss < 0.0
 
     def _window(self, shape, s, seed):
         """A (batch, h, w, 1) 0/1 mask of an s×s window at a random position per example."""

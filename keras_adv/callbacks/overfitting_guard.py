@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
 from keras_adv import losses as losses_lib
-from keras_adv.attacks.attack import _check_number
+from keras_adv.utils.validation import check_number
 
 __all__ = ["CatastrophicOverfittingGuard"]
 
@@ -81,18 +81,18 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
                 f"inputs and {len(self.y)} labels."
             )
         self.attack = None if attack is None else attacks_lib.get(attack)
-        self.threshold = _check_number("threshold", threshold, minimum=0.0)
+        self.threshold = check_number("threshold", threshold, minimum=0.0)
         if self.threshold > 1.0:
             raise ValueError(f"`threshold` must be in [0, 1] (an accuracy drop), got {threshold!r}.")
         if action not in _ACTIONS:
             raise ValueError(f"`action` must be one of {_ACTIONS}, got {action!r}.")
         self.action = action
-        self.epsilon_factor = _check_number("epsilon_factor", epsilon_factor, minimum=0.0, strict=True,
+        self.epsilon_factor = check_number("epsilon_factor", epsilon_factor, minimum=0.0, strict=True,
                                             allow_none=True)
         if self.epsilon_factor is not None and self.epsilon_factor > 1.0:
             raise ValueError(f"`epsilon_factor` must be in (0, 1], got {epsilon_factor!r}.")
-        self.check_every = _check_number("check_every", check_every, minimum=1, integer=True)
-        self.batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+        self.check_every = check_number("check_every", check_every, minimum=1, integer=True)
+        self.batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
         self.verbose = int(verbose)
         self.fired_epochs = []
         self.history = []

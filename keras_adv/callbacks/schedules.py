@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 import keras
 
-from keras_adv.attacks.attack import _check_number
+from keras_adv.utils.validation import check_number
 
 __all__ = ["EpsilonSchedule", "EpsilonRamp", "DelayedStart", "AdvWeightSchedule"]
 
@@ -48,7 +48,7 @@ class _VariableSchedule(keras.callbacks.Callback):
         current = getattr(self.model, self.attr)
         new = self.value(epoch, current)
         try:
-            new = _check_number(self.attr, new, minimum=0.0)
+            new = check_number(self.attr, new, minimum=0.0)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{type(self).__name__} returned an invalid value at epoch {epoch}: {e}") from None
         setattr(self.model, self.attr, new)
@@ -107,10 +107,10 @@ class EpsilonRamp(_VariableSchedule):
     def __init__(self, epsilon: Optional[float] = None, ramp_epochs: int = 5, *, start_epoch: int = 0,
                  initial: float = 0.0, verbose: int = 0):
         super().__init__(verbose)
-        self.epsilon = _check_number("epsilon", epsilon, minimum=0.0, allow_none=True)
-        self.ramp_epochs = _check_number("ramp_epochs", ramp_epochs, minimum=1, integer=True)
-        self.start_epoch = _check_number("start_epoch", start_epoch, minimum=0, integer=True)
-        self.initial = _check_number("initial", initial, minimum=0.0)
+        self.epsilon = check_number("epsilon", epsilon, minimum=0.0, allow_none=True)
+        self.ramp_epochs = check_number("ramp_epochs", ramp_epochs, minimum=1, integer=True)
+        self.start_epoch = check_number("start_epoch", start_epoch, minimum=0, integer=True)
+        self.initial = check_number("initial", initial, minimum=0.0)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -141,8 +141,8 @@ class DelayedStart(_VariableSchedule):
 
     def __init__(self, epochs: int, epsilon: Optional[float] = None, verbose: int = 0):
         super().__init__(verbose)
-        self.epochs = _check_number("epochs", epochs, minimum=0, integer=True)
-        self.epsilon = _check_number("epsilon", epsilon, minimum=0.0, allow_none=True)
+        self.epochs = check_number("epochs", epochs, minimum=0, integer=True)
+        self.epsilon = check_number("epsilon", epsilon, minimum=0.0, allow_none=True)
         self._target = None
 
     def on_train_begin(self, logs=None):

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv import losses as losses_lib
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 
 __all__ = ["build_detector", "train_detector", "RejectingModel", "adaptive_loss"]
@@ -57,7 +58,7 @@ def build_detector(classifier: keras.Model, *, feature_layer: Optional[str] = No
             default the penultimate layer; `"input"` reads the raw input.
         hidden: width of the detector's hidden layer.
     """
-    hidden = _check_number("hidden", hidden, minimum=1, integer=True)
+    hidden = check_number("hidden", hidden, minimum=1, integer=True)
     features = _feature_model(classifier, feature_layer)
     inputs = keras.Input(classifier.input_shape[1:], name="x")
     h = inputs if features is None else features(inputs)
@@ -141,7 +142,7 @@ class RejectingModel(keras.Model):
 
     @threshold.setter
     def threshold(self, value):
-        self._threshold.assign(_check_number("threshold", value))
+        self._threshold.assign(check_number("threshold", value))
 
     def call(self, x, training=False):
         z = self.classifier(x, training=training)
@@ -162,7 +163,7 @@ class RejectingModel(keras.Model):
 
     def calibrate(self, x_clean, false_positive_rate: float = 0.05, batch_size: int = 256) -> float:
         """Sets the threshold so that `false_positive_rate` of `x_clean` is rejected; returns it."""
-        fpr = _check_number("false_positive_rate", false_positive_rate, minimum=0.0)
+        fpr = check_number("false_positive_rate", false_positive_rate, minimum=0.0)
         if fpr >= 1:
             raise ValueError(f"`false_positive_rate` must be < 1, got {false_positive_rate}.")
         s = self.detector_scores(x_clean, batch_size)

@@ -8,7 +8,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 from keras_adv.detection.detector import RejectingModel, adaptive_loss
 from keras_adv.evaluation import _common
 
@@ -80,7 +81,7 @@ def evaluate_detection(guarded: RejectingModel, x, y=None, *, attack: Attack,
         raise TypeError(f"`guarded` must be a keras_adv.detection.RejectingModel, got {type(guarded).__name__}.")
     if not isinstance(attack, Attack):
         raise TypeError(f"`attack` must be a keras_adv.attacks.Attack, got {type(attack).__name__}.")
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
     x, y_raw = _common.to_numpy(x, y)
     labels = _common.labels_of(y_raw)
     clf = guarded.classifier

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv.attacks import _batches
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
 
@@ -136,7 +137,7 @@ def run_attack(attack: Attack, model, x: np.ndarray, y: np.ndarray, *, epsilon="
     """
     if not isinstance(attack, Attack):
         raise TypeError(f"attacks must be keras_adv.attacks.Attack instances, got {type(attack).__name__}.")
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
     base = _batches.base_seed(attack.seed if attack.seed is not None else seed)
     eps = None if isinstance(epsilon, str) and epsilon == "default" else float(epsilon)
     step = attack.batch_function(model)

@@ -15,7 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv import losses as losses_lib
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
+from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 
 __all__ = [
@@ -96,12 +98,9 @@ def check_gradients(model, x, y, *, loss=None, zero_fraction: float = 0.1) -> Li
     x = tf.convert_to_tensor(np.asarray(x, np.float32))
     y = tf.convert_to_tensor(np.asarray(y))
     loss_fn = losses_lib.per_example(loss) or losses_lib.crossentropy
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        out = model(x, training=False)
-        total = tf.reduce_sum(loss_fn(y, out))
-    grad = tape.gradient(total, x)
-    if grad is None:
+    try:
+        _, grad = value_and_gradient(lambda x_: loss_fn(y, model(x_, training=False)), x)
+    except NoInputGradientError:
         return [MaskingWarning(
             "no_gradient",
             "the loss has no gradient with respect to the input (a non-differentiable op such as "
@@ -152,7 +151,7 @@ def _steps(attack):
 
 
 def _is_gradient_free(attack):
-    return bool(getattr(attack, "gradient_free", False)) or type(attack).__name__ == "Square"
+    return bool(getattr(attack, "gradient_free", False))
 
 
 def _budget(attack):
@@ -331,11 +330,11 @@ def diagnose_gradient_masking(
     model = _common.load_model(model)
     x, y = _common.to_numpy(x, y)
     labels = _common.labels_of(y)
-    epsilon = _check_number("epsilon", epsilon, minimum=0.0, strict=True)
-    tolerance = _check_number("tolerance", tolerance, minimum=0.0)
-    convergence_tolerance = _check_number("convergence_tolerance", convergence_tolerance, minimum=0.0)
-    steps = _check_number("steps", steps, minimum=1, integer=True)
-    strong_steps = 5 * steps if strong_steps is None else _check_number("strong_steps", strong_steps, minimum=1, integer=True)
+    epsilon = check_number("epsilon", epsilon, minimum=0.0, strict=True)
+    tolerance = check_number("tolerance", tolerance, minimum=0.0)
+    convergence_tolerance = check_number("convergence_tolerance", convergence_tolerance, minimum=0.0)
+    steps = check_number("steps", steps, minimum=1, integer=True)
+    strong_steps = 5 * steps if strong_steps is None else check_number("strong_steps", strong_steps, minimum=1, integer=True)
     lo, hi = bounds
     width = float(hi - lo)
     if norm != "linf":
@@ -407,10 +406,7 @@ def diagnose_gradient_masking(
 
     # An unbounded (minimal-perturbation) attack.
     if unbounded_attack == "auto":
-        cls = getattr(attacks_lib, "CarliniWagnerL2", None)
-        unbounded_attack = cls(epsilon=None, bounds=tuple(bounds), seed=seed) if cls is not None else None
-        if unbounded_attack is None:
-            skipped["unbounded_incomplete"] = "no minimal-perturbation attack available (CarliniWagnerL2)"
+        unbounded_attack = attacks_lib.CarliniWagnerL2(epsilon=None, bounds=tuple(bounds), seed=seed)
     if unbounded_attack is not None:
         if has_gradient or _is_gradient_free(unbounded_attack):
             x_u = _common.run_attack(unbounded_attack, model, x, y, batch_size=batch_size, seed=seed)
@@ -425,10 +421,7 @@ def diagnose_gradient_masking(
 
     # A gradient-free attack.
     if gradient_free_attack == "auto":
-        cls = getattr(attacks_lib, "Square", None)
-        gradient_free_attack = cls(epsilon=epsilon, norm=norm, bounds=tuple(bounds), seed=seed) if cls else None
-        if gradient_free_attack is None:
-            skipped["gradient_free_stronger"] = "no gradient-free attack available (keras_adv.attacks.Square)"
+        gradient_free_attack = attacks_lib.Square(epsilon=epsilon, norm=norm, bounds=tuple(bounds), seed=seed)
     if gradient_free_attack is not None:
         meas["gradient_free"] = run(gradient_free_attack, epsilon)
         if grad_accs and meas["gradient_free"] < min(grad_accs) - tolerance:

@@ -9,7 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv.attacks import _batches
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import NoInputGradientError
+from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 from keras_adv.evaluation.report import AttackResult, RobustnessReport
 
@@ -98,10 +100,10 @@ def evaluate_robustness(
         A `keras_adv.evaluation.RobustnessReport`.
     """
     model = _common.load_model(model)
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
-    tolerance = _check_number("tolerance", tolerance, minimum=0.0)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
+    tolerance = check_number("tolerance", tolerance, minimum=0.0)
     if max_examples is not None:
-        max_examples = _check_number("max_examples", max_examples, minimum=1, integer=True)
+        max_examples = check_number("max_examples", max_examples, minimum=1, integer=True)
     shard = _batches.check_shard(shard)
     if not isinstance(attacks, Mapping) or not attacks:
         raise ValueError("`attacks` must be a non-empty dict {name: keras_adv.attacks.Attack}.")
@@ -115,7 +117,7 @@ def evaluate_robustness(
                 f"`attacks` mix norms {sorted(norms)} while sharing `epsilons`; ε values of different "
                 "norms are not comparable: evaluate each threat model in its own call."
             )
-        epsilons = sorted({_check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
+        epsilons = sorted({check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
         if not epsilons:
             raise ValueError("`epsilons` must hold at least one budget.")
     if minimal_attack is not None and not isinstance(minimal_attack, Attack):
@@ -144,6 +146,7 @@ def evaluate_robustness(
         bar = keras.utils.Progbar(total, unit_name="batch")
 
     acc = _Accumulator(plan, minimal_run is not None)
+    not_applicable: Dict[str, str] = {}
     predict = _common.call_function(model)
     first_batch = None
     done = 0
@@ -156,7 +159,14 @@ def evaluate_robustness(
         acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
                       num_classes=out_clean.shape[-1])
         for i, run in enumerate(runs):
-            x_adv = run(batch)
+            if run.name in not_applicable:
+                continue
+            try:
+                x_adv = run(batch)
+            except NoInputGradientError:
+                # A masked model: this attack cannot run; report it as n/a, keep the others.
+                not_applicable[run.name] = "the model has no input gradient"
+                continue
             out_adv = np.asarray(predict(tf.convert_to_tensor(x_adv)), np.float32)
             pred_adv = _predicted(out_adv)
             acc.add_attack(i, correct=clean_ok & (pred_adv == labels),
@@ -175,11 +185,18 @@ def evaluate_robustness(
             if bar is not None:
                 bar.update(done)
 
+    if not_applicable and len(not_applicable) == len({name for name, _, _ in plan}):
+        raise NoInputGradientError(
+            "The model has no gradient with respect to its input, and every attack given needs "
+            f"one ({', '.join(not_applicable)}): add a gradient-free attack such as "
+            "keras_adv.attacks.Square to `attacks`."
+        )
     report = acc.report(
         norm=sorted(norms)[0] if len(norms) == 1 else "mixed",
         bounds=tuple(next(iter(attacks.values())).bounds),
         minimal_attack=minimal_attack,
         tolerance=tolerance,
+        not_applicable=not_applicable,
     )
     if diagnose:
         from keras_adv.evaluation import diagnostics
@@ -244,10 +261,13 @@ class _Accumulator:
         self.minimal["sizes"].append(np.asarray(sizes).reshape(-1))
         self.minimal["broken"].append(np.asarray(broken, bool))
 
-    def report(self, *, norm, bounds, minimal_attack, tolerance):
+    def report(self, *, norm, bounds, minimal_attack, tolerance, not_applicable=None):
         cat = np.concatenate
+        not_applicable = dict(not_applicable or {})
         results: Dict[str, AttackResult] = {}
         for i, (name, attack, eps) in enumerate(self.plan):
+            if name in not_applicable:
+                continue
             c = self.attack_chunks[i]
             res = results.setdefault(name, AttackResult(name=name, attack=attack))
             res.add(epsilon=float(eps), correct=cat(c["correct"]), p_true=cat(c["p_true"]),
@@ -262,6 +282,7 @@ class _Accumulator:
             clean_correct=cat(self.chunks["clean_correct"]), p_true_clean=cat(self.chunks["p_true_clean"]),
             results=results, minimal=minimal, clean_examples=cat(self.examples), tolerance=tolerance,
             keys=cat(self.chunks["keys"]), example_keys=cat(self.example_keys),
+            not_applicable=not_applicable,
         )
 
 

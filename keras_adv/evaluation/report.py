@@ -86,7 +86,7 @@ class RobustnessReport:
 
     def __init__(self, *, labels, num_classes, norm, bounds, clean_correct, p_true_clean, results,
                  minimal=None, clean_examples=None, tolerance=0.05, warnings=None, keys=None,
-                 example_keys=None, input_warnings=None, diagnosed=None):
+                 example_keys=None, input_warnings=None, diagnosed=None, not_applicable=None):
         self.labels = np.asarray(labels)
         # Position of each example in the whole (unsharded) stream, to merge shards in order.
         self.keys = np.arange(len(self.labels), dtype=np.int64) if keys is None else np.asarray(keys, np.int64)
@@ -106,6 +106,8 @@ class RobustnessReport:
         self.clean_examples = clean_examples
         self.tolerance = tolerance
         self.warnings = list(warnings or [])
+        #: `{attack name: reason}` for attacks that could not run (e.g. no input gradient).
+        self.not_applicable: Dict[str, str] = dict(not_applicable or {})
 
     # ------------------------------------------------------------ numbers
     @property
@@ -283,6 +285,7 @@ class RobustnessReport:
             clean_examples=cat_examples(lambda r: r.clean_examples), tolerance=first.tolerance,
             keys=keys[order], example_keys=ex_keys[ex_order], input_warnings=head.input_warnings,
             diagnosed=any(r.diagnosed for r in reports),
+            not_applicable={k: v for r in reports for k, v in r.not_applicable.items()},
         )
         if out.diagnosed:
             from keras_adv.evaluation import diagnostics
@@ -292,6 +295,8 @@ class RobustnessReport:
         return out
 
     def _result(self, attack):
+        if attack not in self.results and attack in self.not_applicable:
+            raise KeyError(f"attack {attack!r} is not applicable to this model: {self.not_applicable[attack]}.")
         if attack not in self.results:
             raise KeyError(f"no attack named {attack!r}; attacks: {list(self.results)}.")
         return self.results[attack]
@@ -333,6 +338,8 @@ class RobustnessReport:
             "minimal_perturbation": self.minimal_perturbation(),
             "diagnostics": [w.to_dict() for w in self.warnings],
         }
+        if self.not_applicable:
+            d["not_applicable"] = dict(self.not_applicable)
         return _jsonable(d)
 
     def to_json(self, path: Optional[str] = None, indent: int = 2) -> str:
@@ -345,7 +352,7 @@ class RobustnessReport:
     def __str__(self) -> str:
         eps = self.epsilons
         names = list(self.results)
-        w0 = max([len(n) for n in names] + [len("worst case"), len("attack")]) + 2
+        w0 = max([len(n) for n in names + list(self.not_applicable)] + [len("worst case"), len("attack")]) + 2
         head = "attack".ljust(w0) + "".join(f"ε={e:<8.4g}" for e in eps)
         lines = [
             f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds {self.bounds}",
@@ -361,6 +368,8 @@ class RobustnessReport:
                 f"{r.accuracy(e):<10.4f}" if e in r.epsilons else f"{'-':<10}" for e in eps
             )
             lines.append(n.ljust(w0) + cells)
+        for n, reason in self.not_applicable.items():
+            lines.append(n.ljust(w0) + f"n/a ({reason})")
         lines.append("worst case".ljust(w0) + "".join(f"{self.worst_case_accuracy(e):<10.4f}" for e in eps))
         lines.append("")
         lines.append("robustness margin (mean drop of true-class probability)")

@@ -11,7 +11,8 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from keras_adv.attacks.attack import Attack, _check_number
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 
 __all__ = ["TransferMatrix", "transfer_matrix", "transfer_attack"]
@@ -112,7 +113,7 @@ def transfer_matrix(
         targets = sources
     if not isinstance(targets, Mapping) or not targets:
         raise ValueError("`targets` must be a non-empty dict {name: model}.")
-    batch_size = _check_number("batch_size", batch_size, minimum=1, integer=True)
+    batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
     x, y_raw = _common.to_numpy(x, y)
     labels = _common.labels_of(y_raw)
     loaded = {}
@@ -125,7 +126,7 @@ def transfer_matrix(
     src = {n: model_of(n, m) for n, m in sources.items()}
     tgt = {n: (src[n] if n in src and targets[n] is sources.get(n) else model_of(n, m)) for n, m in targets.items()}
     clean_ok = {n: _common.predicted_classes(_common.predict(m, x, batch_size)) == labels for n, m in tgt.items()}
-    eps = "default" if epsilon is None else _check_number("epsilon", epsilon, minimum=0.0)
+    eps = "default" if epsilon is None else check_number("epsilon", epsilon, minimum=0.0)
     acc = np.zeros((len(src), len(tgt)))
     rate = np.zeros((len(src), len(tgt)))
     for i, (sn, sm) in enumerate(src.items()):

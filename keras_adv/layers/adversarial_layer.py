@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
-from keras_adv.attacks.attack import _check_number
+from keras_adv.utils.validation import check_number
 
 __all__ = ["AdversarialExamples"]
 
@@ -51,11 +51,11 @@ class AdversarialExamples(keras.layers.Layer):
         self.attack = attacks_lib.get(attack)
         if self.attack is None:
             raise ValueError("`attack` is required, e.g. keras_adv.attacks.FGSM(epsilon=0.1).")
-        self.epsilon = _check_number("epsilon", epsilon, minimum=0.0, allow_none=True)
+        self.epsilon = check_number("epsilon", epsilon, minimum=0.0, allow_none=True)
         if self.epsilon is None and self.attack.epsilon is None:
             raise ValueError(f"The attack needs a finite `epsilon`; got {self.attack!r}.")
         self.only_in_training = bool(only_in_training)
-        self.seed = None if seed is None else _check_number("seed", seed, integer=True)
+        self.seed = None if seed is None else check_number("seed", seed, integer=True)
         self.trainable = False
 
     def call(self, x, y, training=None):

@@ -19,7 +19,8 @@ import tensorflow as tf
 from keras_adv import _compat
 from keras_adv import attacks as attacks_lib
 from keras_adv import losses as losses_lib
-from keras_adv.attacks.attack import _check_number, draw_seed
+from keras_adv.attacks.attack import draw_seed
+from keras_adv.utils.validation import check_number
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
 
@@ -168,8 +169,8 @@ class AdversarialModel(keras.Model):
         self.eval_attack = attacks_lib.get(eval_attack)
         self._objective = objectives_lib.get(objective)
         self.objective = self._objective.name
-        adv_weight = _check_number("adv_weight", adv_weight, minimum=0.0)
-        self.seed = None if seed is None else _check_number("seed", seed, integer=True)
+        adv_weight = check_number("adv_weight", adv_weight, minimum=0.0)
+        self.seed = None if seed is None else check_number("seed", seed, integer=True)
         if fuse_passes not in (None, True, False):
             raise ValueError(f"`fuse_passes` must be None, True or False, got {fuse_passes!r}.")
         if jit_compile_attack not in (True, False):
@@ -196,7 +197,7 @@ class AdversarialModel(keras.Model):
 
     @adv_weight.setter
     def adv_weight(self, value):
-        self._adv_weight.assign(_check_number("adv_weight", value, minimum=0.0))
+        self._adv_weight.assign(check_number("adv_weight", value, minimum=0.0))
 
     @property
     def epsilon(self) -> float:
@@ -204,7 +205,7 @@ class AdversarialModel(keras.Model):
 
     @epsilon.setter
     def epsilon(self, value):
-        self._epsilon.assign(_check_number("epsilon", value, minimum=0.0))
+        self._epsilon.assign(check_number("epsilon", value, minimum=0.0))
 
     # -------------------------------------------------------------- model
     def call(self, inputs, training=None):

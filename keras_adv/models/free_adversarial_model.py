@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
-from keras_adv.attacks.attack import _check_number
+from keras_adv.utils.validation import check_number
 from keras_adv.models.adversarial_model import AdversarialModel
 
 __all__ = ["FreeAdversarialModel"]
@@ -71,7 +71,7 @@ class FreeAdversarialModel(AdversarialModel):
     ):
         super().__init__(base_model, attack=attack, adv_weight=adv_weight, objective=objective,
                          eval_attack=eval_attack, seed=seed, **kwargs)
-        self.replays = _check_number("replays", replays, minimum=1, integer=True)
+        self.replays = check_number("replays", replays, minimum=1, integer=True)
         if not hasattr(self.attack.norm, "normalize"):
             raise ValueError(f"`attack` must define a norm with `normalize`; got {self.attack!r}.")
 
