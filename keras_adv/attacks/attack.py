@@ -566,19 +566,29 @@ def _compile(python_fn):
     raises `OperatorNotAllowedInGraphError` when traced without AutoGraph; it
     is then traced with it, once.
     """
-    plain = tf.function(python_fn, reduce_retracing=True, autograph=False)
-    converted = None
+    return _AutoGraphFallback(python_fn)
 
-    def call(*args):
-        nonlocal converted
-        if converted is None:
-            try:
-                return plain(*args)
-            except tf.errors.OperatorNotAllowedInGraphError:
-                converted = tf.function(python_fn, reduce_retracing=True)
-        return converted(*args)
 
-    return call
+class _AutoGraphFallback:
+    """A `tf.function` without AutoGraph that retraces with AutoGraph when the code needs it."""
+
+    def __init__(self, python_fn):
+        self._python_fn = python_fn
+        self._fn = tf.function(python_fn, reduce_retracing=True, autograph=False)
+        self._converted = False
+
+    def __call__(self, *args):
+        if self._converted:
+            return self._fn(*args)
+        try:
+            return self._fn(*args)
+        except tf.errors.OperatorNotAllowedInGraphError:
+            self._fn = tf.function(self._python_fn, reduce_retracing=True)
+            self._converted = True
+            return self._fn(*args)
+
+    def __getattr__(self, name):  # e.g. experimental_get_tracing_count
+        return getattr(self._fn, name)
 
 
 def draw_seed(seed_generator) -> tf.Tensor:

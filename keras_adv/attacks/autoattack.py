@@ -100,8 +100,12 @@ class AutoAttack(Attack):
             return spec
         if not isinstance(spec, str) or spec.lower() not in _MEMBERS:
             raise ValueError(f"Unknown AutoAttack member {spec!r}; expected one of {_MEMBERS} or an Attack.")
+        member = self._build_member(spec.lower())
+        member._few_classes_ok = True  # binary (single-unit) models: DLR falls back to the margin
+        return member
+
+    def _build_member(self, spec):
         common = dict(norm=self.norm, domain=self.domain, seed=self.seed, check_inputs=False)
-        spec = spec.lower()
         if spec == "apgd-ce":
             return APGD(self.epsilon, loss="ce", steps=self.steps, name="apgd-ce", **common)
         if spec in ("apgd-dlr", "apgd-t"):
