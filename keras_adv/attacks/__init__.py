@@ -11,10 +11,15 @@ from keras_adv.attacks.apgd import APGD
 from keras_adv.attacks.square import Square
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.autoattack import AutoAttack
+from keras_adv.attacks.constrained import ConstrainedAttack
+from keras_adv.attacks.capgd import CAPGD
+from keras_adv.attacks.evolutionary import Evolutionary
+from keras_adv.attacks.constrained_autoattack import ConstrainedAutoAttack
 
 __all__ = [
     "Attack", "GradientAttack", "NoInputGradientError", "value_and_gradient", "FGSM", "PGD", "get",
     "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
+    "ConstrainedAttack", "CAPGD", "Evolutionary", "ConstrainedAutoAttack",
 ]
 
 

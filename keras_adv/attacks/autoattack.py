@@ -16,7 +16,7 @@ from keras_adv.utils.validation import check_number
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.square import Square
 
-__all__ = ["AutoAttack"]
+__all__ = ["AutoAttack", "cascade"]
 
 _MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr")
 
@@ -116,28 +116,7 @@ class AutoAttack(Attack):
         return Square(self.epsilon, queries=self.queries, name="square", **common)
 
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
-        seeds = tf.random.experimental.stateless_split(seed, len(self.attacks))
-        outputs = model(x, training=False)
-        robust = ~self.is_successful(outputs, y)  # correctly classified points
-        x_adv = x
-        for i, member in enumerate(self.attacks):
-            idx = tf.where(robust)[:, 0]
-
-            def run(idx=idx, member=member, s=seeds[i]):
-                xs = tf.gather(x, idx)
-                ys = tf.gather(y, idx)
-                cand = member(model, xs, ys, epsilon=epsilon, seed=s)
-                ok = member.is_successful(model(cand, training=False), ys)
-                return cand, ok
-
-            def skip():
-                return tf.zeros_like(tf.gather(x, idx)), tf.zeros_like(idx, dtype=tf.bool)
-
-            cand, ok = tf.cond(tf.size(idx) > 0, run, skip)
-            hit = tf.boolean_mask(idx, ok)[:, None]
-            x_adv = tf.tensor_scatter_nd_update(x_adv, hit, tf.boolean_mask(cand, ok))
-            robust = tf.tensor_scatter_nd_update(robust, hit, tf.zeros_like(hit[:, 0], dtype=tf.bool))
-        return x_adv
+        return cascade(self.attacks, model, x, y, epsilon, seed, self.is_successful)
 
     def batch_function(self, model, *, verbose: int = 0):
         """Runs the members one after the other from Python, each compiled on its own.
@@ -200,3 +179,33 @@ class AutoAttack(Attack):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def cascade(attacks, model, x, y, epsilon, seed, is_successful):
+    """Runs `attacks` in turn, each only on the points still classified correctly.
+
+    A point counts as broken as soon as one attack succeeds on it, and that
+    attack's adversarial example is kept (AutoAttack's and the constrained
+    ensemble's rule). Returns the adversarial batch.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, len(attacks))
+    robust = ~is_successful(model(x, training=False), y)  # correctly classified points
+    x_adv = x
+    for i, member in enumerate(attacks):
+        idx = tf.where(robust)[:, 0]
+
+        def run(idx=idx, member=member, s=seeds[i]):
+            xs = tf.gather(x, idx)
+            ys = tf.gather(y, idx)
+            cand = member(model, xs, ys, epsilon=epsilon, seed=s)
+            ok = member.is_successful(model(cand, training=False), ys)
+            return cand, ok
+
+        def skip():
+            return tf.zeros_like(tf.gather(x, idx)), tf.zeros_like(idx, dtype=tf.bool)
+
+        cand, ok = tf.cond(tf.size(idx) > 0, run, skip)
+        hit = tf.boolean_mask(idx, ok)[:, None]
+        x_adv = tf.tensor_scatter_nd_update(x_adv, hit, tf.boolean_mask(cand, ok))
+        robust = tf.tensor_scatter_nd_update(robust, hit, tf.zeros_like(hit[:, 0], dtype=tf.bool))
+    return x_adv

@@ -1,6 +1,16 @@
-"""Datasets scaled to the attack bounds [0, 1]: `keras_adv.datasets.load(name, split)`."""
+"""Datasets: images scaled to [0, 1] and tables with their feature spaces: `keras_adv.datasets.load(name, split)`."""
 
-from keras_adv.datasets.catalog import DatasetInfo, available, info, load
+from keras_adv.datasets.catalog import DatasetInfo, DatasetUnavailableError, available, feature_space, info, load
 from keras_adv.datasets.digits import load_digits
 
-__all__ = ["DatasetInfo", "available", "info", "load", "load_digits"]
+__all__ = ["DatasetInfo", "DatasetUnavailableError", "available", "feature_space", "info", "load", "load_digits",
+           "tabular"]
+
+
+def __getattr__(name):
+    # `keras_adv.datasets.tabular` imports TensorFlow: loaded on first use, not with the package.
+    if name == "tabular":
+        import importlib
+
+        return importlib.import_module("keras_adv.datasets.tabular")
+    raise AttributeError(f"module 'keras_adv.datasets' has no attribute {name!r}")

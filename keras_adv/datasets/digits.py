@@ -6,6 +6,8 @@ from typing import Tuple
 
 import numpy as np
 
+from keras_adv.datasets._split import stratified_split
+
 __all__ = ["load_digits"]
 
 
@@ -29,13 +31,4 @@ def load_digits(test_fraction: float = 0.25, seed: int = 0) -> Tuple[Tuple[np.nd
     data = _sk_load_digits()
     x = (data.images / 16.0).astype("float32")[..., None]
     y = data.target.astype("int64")
-    rng = np.random.default_rng(seed)
-    train_idx, test_idx = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        n_test = int(round(len(idx) * test_fraction))
-        test_idx.extend(idx[:n_test])
-        train_idx.extend(idx[n_test:])
-    train_idx = rng.permutation(np.array(train_idx))
-    test_idx = np.sort(np.array(test_idx))
-    return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
+    return stratified_split(x, y, test_fraction, seed)

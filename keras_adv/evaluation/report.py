@@ -98,7 +98,7 @@ class RobustnessReport:
         self.diagnosed = bool(warnings) if diagnosed is None else bool(diagnosed)
         self.num_classes = int(num_classes)
         self.norm = norm
-        self.bounds = tuple(float(b) for b in bounds)
+        self.bounds = tuple(_bound(b) for b in bounds)  # scalars, or per-feature lists (tabular domains)
         self.clean_correct = np.asarray(clean_correct, bool)
         self.p_true_clean = np.asarray(p_true_clean, np.float64)
         self.results: Dict[str, AttackResult] = dict(results)
@@ -329,7 +329,8 @@ class RobustnessReport:
             "num_examples": self.num_examples,
             "num_classes": self.num_classes,
             "norm": self.norm,
-            "bounds": list(self.bounds),
+            "bounds": [b if not isinstance(b, list) else [v if math.isfinite(v) else str(v) for v in b]
+                       for b in self.bounds],
             "epsilons": self.epsilons,
             "clean_accuracy": self.clean_accuracy,
             "attacks": attacks,
@@ -355,7 +356,8 @@ class RobustnessReport:
         w0 = max([len(n) for n in names + list(self.not_applicable)] + [len("worst case"), len("attack")]) + 2
         head = "attack".ljust(w0) + "".join(f"ε={e:<8.4g}" for e in eps)
         lines = [
-            f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds {self.bounds}",
+            f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds "
+            + (f"{self.bounds}" if not isinstance(self.bounds[0], list) else f"per feature ({len(self.bounds[0])} features)"),
             f"clean accuracy: {self.clean_accuracy:.4f}",
             "",
             "robust accuracy",
@@ -418,14 +420,21 @@ class RobustnessReport:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, r in self.results.items():
+        # Curves often coincide (AutoAttack and the worst case, typically): every attack gets its own
+        # marker, the curves drawn earlier are wider, and the worst case is a thin dashed black line
+        # with hollow markers drawn on top, so each curve stays visible under the others.
+        markers = "os^DvP*Xph"
+        n = len(self.results)
+        for i, (name, r) in enumerate(self.results.items()):
             order = np.argsort(r.epsilons)
             e = [0.0] + [r.epsilons[i] for i in order]
             a = [self.clean_accuracy] + [r.accuracy(r.epsilons[i]) for i in order]
-            ax.plot(e, a, marker="o", label=name)
+            ax.plot(e, a, marker=markers[i % len(markers)], markersize=4 + 2 * (n - i), linewidth=1.5 + (n - i),
+                    alpha=0.8, label=name, zorder=2 + i)
         e = [0.0] + self.epsilons
         ax.plot(e, [self.clean_accuracy] + [self.worst_case_accuracy(x) for x in self.epsilons],
-                "k--", marker="s", label="worst case")
+                color="black", linestyle="--", linewidth=1.2, marker="x", markersize=7, label="worst case",
+                zorder=3 + n)
         ax.set_xlabel(f"ε ({self.norm})")
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
@@ -502,3 +511,9 @@ class RobustnessReport:
             fig.savefig(path, dpi=100)
             plt.close(fig)
         return fig
+
+
+def _bound(b):
+    """A scalar bound as a float; per-feature bounds (a tabular domain) as a list of floats."""
+    a = np.asarray(b, np.float64)
+    return float(a) if a.ndim == 0 else [float(v) for v in a.ravel()]

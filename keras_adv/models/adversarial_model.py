@@ -298,7 +298,9 @@ class AdversarialModel(keras.Model):
         return seed
 
     def _craft(self, attack, x, y, epsilon, loss=None):
-        self._check_single_input(x)
+        if not (isinstance(x, dict) and getattr(attack, "accepts_dict_inputs", False)):
+            # (a dict of named features is attacked through the attack's FeatureSpace)
+            self._check_single_input(x)
         seed = self._replica_seed()
         if not self.jit_compile_attack:
             return attack(self.base_model, x, y, epsilon=epsilon, seed=seed, loss=loss)
@@ -363,7 +365,7 @@ class AdversarialModel(keras.Model):
         return total, clean, adv
 
     def _track(self, x, total, clean, adv):
-        batch = tf.shape(x)[0]
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self._total_loss_tracker.update_state(total, sample_weight=batch)
         self._clean_loss_tracker.update_state(clean, sample_weight=batch)
         self._adv_loss_tracker.update_state(adv, sample_weight=batch)
@@ -402,7 +404,7 @@ class AdversarialModel(keras.Model):
 
     def _training_forwards(self, x, x_adv):
         """Clean and adversarial outputs in training mode: one fused pass, or two."""
-        if self._fuses():
+        if self._fuses() and not isinstance(x, dict):  # (dicts of named features: two passes)
             both = self(tf.concat([x, tf.cast(x_adv, x.dtype)], axis=0), training=True)
             n = tf.shape(x)[0]
             return both[:n], both[n:]

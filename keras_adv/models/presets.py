@@ -6,7 +6,7 @@ from typing import Sequence
 
 import keras
 
-__all__ = ["small_cnn", "small_resnet", "get", "available"]
+__all__ = ["small_cnn", "small_resnet", "tabular_mlp", "get", "available"]
 
 
 def small_cnn(input_shape: Sequence[int] = (8, 8, 1), num_classes: int = 10, *, width: int = 32,
@@ -75,7 +75,26 @@ def small_resnet(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10
     return keras.Model(inputs, outputs, name=name)
 
 
-_PRESETS = {"small_cnn": small_cnn, "small_resnet": small_resnet}
+def tabular_mlp(input_shape: Sequence[int] = (30,), num_classes: int = 2, *, width: int = 64,
+                data=None) -> keras.Model:
+    """An MLP for tables of raw features: `Normalization` (adapted to `data` when given), two ReLU layers, logits.
+
+    Constrained attacks work on the raw records (integers stay integers), so
+    the standardisation lives inside the model.
+    """
+    if len(input_shape) != 1:
+        raise ValueError(f"`input_shape` of a table must be (features,), got {tuple(input_shape)}.")
+    norm = keras.layers.Normalization(name="standardize")
+    if data is not None:
+        norm.adapt(data)
+    return keras.Sequential([
+        keras.Input(tuple(input_shape)), norm,
+        keras.layers.Dense(width, activation="relu"), keras.layers.Dense(width, activation="relu"),
+        keras.layers.Dense(num_classes),
+    ], name="tabular_mlp")
+
+
+_PRESETS = {"small_cnn": small_cnn, "small_resnet": small_resnet, "tabular_mlp": tabular_mlp}
 
 
 def available():
@@ -83,8 +102,10 @@ def available():
     return sorted(_PRESETS)
 
 
-def get(name: str, input_shape: Sequence[int], num_classes: int) -> keras.Model:
+def get(name: str, input_shape: Sequence[int], num_classes: int, **options) -> keras.Model:
     """Builds the preset `name` for images of `input_shape` and `num_classes` classes (logits out).
+
+    `options` are the preset's own keyword arguments (e.g. `width=96`).
 
     Raises:
         ValueError: unknown `name` (the message lists the available presets),
@@ -94,4 +115,4 @@ def get(name: str, input_shape: Sequence[int], num_classes: int) -> keras.Model:
         raise ValueError(f"Unknown model preset {name!r}. Available presets: {', '.join(available())}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
-    return _PRESETS[name.lower()](input_shape=input_shape, num_classes=num_classes)
+    return _PRESETS[name.lower()](input_shape=input_shape, num_classes=num_classes, **options)

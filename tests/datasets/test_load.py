@@ -83,3 +83,16 @@ def test_bad_arguments(kwargs, match):
 
 def test_exported_from_package():
     assert ka.datasets.load is datasets.load
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "flows"])
+def test_tabular_datasets_from_the_catalog(name):
+    meta = datasets.info(name)
+    x, y = datasets.load(name, "test")
+    assert x.shape[1:] == meta.input_shape and x.dtype == np.float32 and set(np.unique(y)) == {0, 1}
+    space = datasets.feature_space(name)
+    assert ka.domains.check_examples(space, x).valid.all()
+    batches = list(datasets.load(name, "train", batch_size=256, limit=300))
+    assert [int(b[0].shape[0]) for b in batches] == [256, 44]
+    with pytest.raises(ValueError, match="image dataset"):
+        datasets.feature_space("digits")

@@ -7,7 +7,7 @@ import pytest
 from keras_adv.models import presets
 
 
-@pytest.mark.parametrize("name", presets.available())
+@pytest.mark.parametrize("name", [n for n in presets.available() if n != "tabular_mlp"])
 @pytest.mark.parametrize("shape, classes", [((8, 8, 1), 10), ((28, 28, 1), 10), ((32, 32, 3), 100)])
 def test_presets_build_for_every_dataset_shape(name, shape, classes):
     model = presets.get(name, shape, classes)
@@ -45,3 +45,14 @@ def test_small_resnet_trains_on_digits(digits):
 def test_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         presets.get(*args)
+
+
+def test_tabular_mlp_standardizes_raw_records_inside_the_model():
+    data = np.random.default_rng(0).normal(1000.0, 50.0, size=(64, 5)).astype("float32")
+    model = presets.get("tabular_mlp", (5,), 2)
+    assert model.predict(data[:2], verbose=0).shape == (2, 2)
+    adapted = presets.tabular_mlp((5,), 3, data=data, width=8)
+    z = adapted.get_layer("standardize")(data).numpy()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-3)
+    with pytest.raises(ValueError, match="features"):
+        presets.tabular_mlp((8, 8, 1), 2)

@@ -1,0 +1,115 @@
+"""Writes the README's result blocks from benchmarks/results/*.json (one truth per number).
+
+Every block between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
+in README.md is rebuilt from a results file written by a benchmark script:
+
+| block | from | written by |
+|---|---|---|
+| `first-command` | `results/first_command.json` | `benchmarks/first_command.py` (runs `keras-adv train`) |
+| `recipes` | `results/recipes.json` | `benchmarks/recipes.py` |
+
+    python benchmarks/readme.py            # rewrite README.md
+    python benchmarks/readme.py --check    # exit 1 if README.md differs from the results (tests run this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+README = os.path.join(ROOT, "README.md")
+
+_BLOCK = re.compile(r"(<!-- generated:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+
+
+def _load(name):
+    with open(os.path.join(RESULTS, name)) as f:
+        return json.load(f)
+
+
+def first_command() -> str:
+    r = _load("first_command.json")
+    judges = ", ".join(f"{name} {acc:.3f}" for name, acc in r["robust_accuracy_per_judge"].items())
+    subset = (f"all {r['test_examples']}" if r["judged_examples"] == r["test_examples"]
+              else f"the first {r['judged_examples']} of the {r['test_examples']}")
+    load = r["load_average_at_start"][0]
+    return (
+        f"It prints **clean {r['clean_accuracy']:.3f} / robust {r['robust_accuracy']:.3f}**: {r['recipe']} on "
+        f"{r['model']}, trained on the {r['train_examples']} training digits and judged on {subset} "
+        f"test digits by attacks stronger than the training one ({r['judge']}); robust "
+        f"counts a digit only if it is classified correctly clean and under every judge (per judge: {judges}). "
+        f"Measured by `benchmarks/first_command.py`: {r['wall_seconds'] / 60:.1f} minutes wall-clock "
+        f"(training {r['train_seconds']:.0f} s, judging {r['judge_seconds']:.0f} s) on a {r['cores']}-core "
+        f"machine with load average {load:.1f} when it started, using {r['cpu_seconds']:.0f} CPU-seconds "
+        f"(on an idle 2-core machine: about {r['cpu_seconds'] / 2 / 60:.1f} minutes or more). "
+        f"Results in `keras-adv-run/`.\n"
+    )
+
+
+def recipes() -> str:
+    rows = _load("recipes.json")
+    ref = next(r for r in rows if r["recipe"] == "madry_pgd7")["train_time_s"]
+    best = max(rows, key=lambda r: r["robust"])
+    lines = [
+        "Split: scikit-learn digits, 1,347 train / all 450 test digits. Model: `small_cnn` (width per row). "
+        "Judge: PGD-50 × 3 restarts at ε = 0.2 L∞ on the 450 test digits, never the training attack. "
+        "Source: `benchmarks/results/recipes.json` (`benchmarks/recipes.py`, one run, seed 0).",
+        "",
+        "| recipe | clean | robust (PGD-50×3) | train time vs PGD-7 |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        desc = r["description"].replace("|", "\\|")
+        cells = [desc, f"{r['clean']:.3f}", f"{r['robust']:.3f}", f"{r['train_time_s'] / ref:.2f}×"]
+        if r is best:
+            cells[:3] = [f"**{c}**" for c in cells[:3]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"first-command": first_command, "recipes": recipes}
+
+
+def render(text: str) -> str:
+    """`text` with every generated block rebuilt; unknown block names are an error."""
+    def replace(match):
+        name = match.group("name")
+        if name not in RENDERERS:
+            raise KeyError(f"README block {name!r} has no renderer; known: {sorted(RENDERERS)}")
+        return match.group(1) + RENDERERS[name]() + match.group(4)
+
+    return _BLOCK.sub(replace, text)
+
+
+def blocks(text: str):
+    return [m.group("name") for m in _BLOCK.finditer(text)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md is stale")
+    parser.add_argument("--readme", default=README)
+    args = parser.parse_args(argv)
+    with open(args.readme, encoding="utf-8") as f:
+        text = f.read()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print(f"{args.readme} differs from benchmarks/results: run `python benchmarks/readme.py`", file=sys.stderr)
+            return 1
+        print(f"{args.readme}: blocks {', '.join(blocks(text))} match benchmarks/results")
+        return 0
+    with open(args.readme, "w", encoding="utf-8") as f:
+        f.write(new)
+    print(f"rewrote blocks {', '.join(blocks(text))} of {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

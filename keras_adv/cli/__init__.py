@@ -1,0 +1,45 @@
+"""The `keras-adv` command line (also `python -m keras_adv`): thin commands over the library.
+
+* `keras-adv train`    adversarial training (`AdversarialModel.fit`) of a preset model, judged by
+  `keras_adv.evaluate_robustness` with attacks stronger than the training one (`cli/train.py`).
+* `keras-adv evaluate` `evaluate_robustness` on a saved model: its report, JSON and plot (`cli/evaluate.py`).
+* `keras-adv export`   `AdversarialModel.export`: a SavedModel for TF Serving (`cli/export.py`).
+* `keras-adv list`     the names the commands accept, from the library's registries (`cli/listing.py`).
+
+Argument parsing (`cli/parser.py`) uses the standard library only, so
+`--help` and `--version` answer without importing TensorFlow; the commands
+import it through `cli/_startup.py`, without TensorFlow's start-up banner.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+from keras_adv.cli.parser import DEFAULT_OUTPUT, build_parser
+from keras_adv.cli.registry import CLIError, attack_registry, make_attack
+
+__all__ = ["main", "build_parser", "attack_registry", "make_attack", "CLIError", "DEFAULT_OUTPUT"]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the command line with `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from keras_adv.datasets.catalog import DatasetUnavailableError
+
+    try:
+        return args.func(args)
+    except (CLIError, DatasetUnavailableError) as e:
+        print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:  # an optional extra is missing (e.g. scikit-learn for the digits)
+        print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""`keras-adv export`: `AdversarialModel.export`, then a check that the SavedModel answers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from keras_adv.cli import inputs
+from keras_adv.cli._startup import library
+from keras_adv.cli.registry import CLIError, check_dataset
+
+__all__ = ["run", "export_saved_model"]
+
+
+def export_saved_model(model, path: str, input_name=None) -> str:
+    """Writes `model`'s inference graph with `AdversarialModel.export`; returns the serving input name.
+
+    A plain Keras classifier is wrapped first (the wrapper's attack is never
+    used: only the base model is exported), so every SavedModel the CLI
+    writes has the same signature: `serving_default`, one input, output
+    `{"predictions": ...}`.
+    """
+    ka = library()
+    import tensorflow as tf
+
+    if not isinstance(model, ka.AdversarialModel):
+        if not getattr(model, "inputs", None):
+            raise CLIError("cannot infer the input shape of this model; save a functional or Sequential model "
+                           "built with keras.Input.")
+        model = ka.AdversarialModel(model, attack=ka.attacks.FGSM(epsilon=0.0))
+    model.export(path, input_name=input_name, verbose=False)
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    names = list(signature.structured_input_signature[1])
+    return names[0]
+
+
+def run(args) -> int:
+    model = inputs.load_model(args.model_file)
+    out = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "serving", "1")
+    if os.path.exists(out) and os.listdir(out) and not args.overwrite:
+        raise CLIError(f"the export folder {out} is not empty; pass --overwrite or choose another folder.")
+    dataset = args.dataset
+    report_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "report.json")
+    if dataset is None and os.path.exists(report_path):  # written by `keras-adv train`
+        with open(report_path) as f:
+            dataset = json.load(f).get("dataset")
+    meta = check_dataset(dataset) if dataset else None
+    ka = library()
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_adv.evaluation._common import predicted_classes
+
+    base = inputs.base_model(model)
+    input_name = export_saved_model(model, out, args.input_name)
+    shape = tuple(base.inputs[0].shape[1:]) if getattr(base, "inputs", None) else None
+    sample = np.zeros((1,) + shape, "float32") if shape else None
+    if meta is not None:
+        sample, _ = ka.datasets.load(meta.name, "test", limit=1)
+    if sample is None:
+        print(f"exported {out}")
+        return 0
+    outputs = tf.saved_model.load(out).signatures["serving_default"](**{input_name: tf.constant(sample)})
+    predictions = outputs["predictions"].numpy()
+    request_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "request.json")
+    with open(request_path, "w") as f:
+        json.dump({"signature_name": "serving_default", "instances": sample.tolist()}, f)
+    print(f"exported {out}  (SavedModel: signature 'serving_default', input {input_name!r} "
+          f"{list((None,) + shape)}, output 'predictions' {list(predictions.shape[1:])})")
+    print(f"checked: tf.saved_model.load answers, predicted class {int(predicted_classes(predictions)[0])} "
+          f"for the {'test image' if meta is not None else 'all-zero image'} in {request_path}")
+    base_dir = os.path.dirname(os.path.abspath(out))
+    print("serve it with TF Serving (the folder holds numbered versions):\n"
+          f"  docker run -p 8501:8501 -v {base_dir}:/models/robust -e MODEL_NAME=robust tensorflow/serving\n"
+          f"  curl -d @{request_path} http://localhost:8501/v1/models/robust:predict")
+    return 0

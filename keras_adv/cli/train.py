@@ -1,0 +1,199 @@
+"""`keras-adv train`: adversarial training of a preset model, judged by `evaluate_robustness`.
+
+Training is `AdversarialModel.fit`; the judgement (clean accuracy, robust
+accuracy under attacks stronger than the training one, their per-example
+worst case) is one `keras_adv.evaluate_robustness` call, and the files are the
+report's own (`report.to_dict()`, `report.plot_examples`): nothing here
+computes an accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+from keras_adv.cli import inputs, plots
+from keras_adv.cli.progress import attack_verbosity, fit_verbosity
+from keras_adv.cli._startup import library
+from keras_adv.cli.registry import (CLIError, attack_label, check_dataset, check_objective, check_preset,
+                                    lookup_attack, make_attack)
+
+__all__ = ["run", "prepare_output"]
+
+DEFAULT_OUTPUT = "keras-adv-run"
+# The width of the best measured recipe (benchmarks/results/recipes.md, `best`), per preset.
+RECIPE_WIDTH = {"small_cnn": 96}
+
+
+# What `train` (and then `evaluate`/`export` by default) writes in its output folder.
+RUN_FILES = ("model.keras", "report.json", "training.png", "examples.png", "request.json", "evaluation", "serving")
+
+
+def prepare_output(path: str, overwrite: bool):
+    """Refuses a non-empty output folder unless `overwrite`; with it, removes a previous run's files.
+
+    Only the files a run writes (`RUN_FILES`, including the `evaluation/` and
+    `serving/` folders of later commands) are removed, so no stale result is
+    left beside a different model and nothing else in the folder is touched.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CLIError(f"--output {path} is a file, not a folder.")
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise CLIError(f"the output folder {path} is not empty (a previous run?); pass --overwrite to "
+                           "replace that run or choose another folder with --output.")
+        for name in RUN_FILES:
+            target = os.path.join(path, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+    os.makedirs(path, exist_ok=True)
+
+
+def _judges(args, epsilon):
+    """The judging attacks, by name: stronger than the training attack, never the training attack itself."""
+    names = inputs.parse_list(args.judges, "--judges")
+    judges = {}
+    for name in names:
+        cls = lookup_attack(name)
+        attack = make_attack(name, epsilon, steps=args.eval_steps if cls.__name__ != "AutoAttack" else None,
+                             restarts=args.eval_restarts, seed=args.seed)
+        judges[_judge_name(attack)] = attack
+    return judges
+
+
+def _judge_name(attack) -> str:
+    name = type(attack).__name__
+    steps, restarts = getattr(attack, "steps", None), getattr(attack, "restarts", None)
+    if name == "AutoAttack":
+        return name
+    if steps and steps > 1:
+        name += f"-{steps}"
+    if restarts and restarts > 1:
+        name += f"x{restarts}"
+    return name
+
+
+def run(args) -> int:
+    meta = check_dataset(args.dataset)
+    check_preset(args.model)
+    check_objective(args.objective)
+    lookup_attack(args.attack)
+    epsilon = inputs.check_epsilon(args.epsilon)
+    options = inputs.parse_options(args.attack_option)
+    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps)):
+        if value < 1:
+            raise CLIError(f"{name} must be >= 1, got {value}.")
+    if args.judge_limit is not None and args.judge_limit < 0:
+        raise CLIError(f"--judge-limit must be >= 0 (0 = all test images), got {args.judge_limit}.")
+    if not args.learning_rate > 0:
+        raise CLIError(f"--learning-rate must be > 0, got {args.learning_rate:g}.")
+    if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
+        prepare_output(args.output, overwrite=False)  # refuses before any work is done
+
+    ka = library()
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    say = print if args.verbose else (lambda *a, **k: None)
+    say(f"Loading {meta.name} ...")
+    x_train, y_train = ka.datasets.load(meta.name, "train", limit=args.limit, shuffle=args.limit is not None,
+                                        seed=args.seed)
+    x_test, y_test = ka.datasets.load(meta.name, "test", limit=args.test_limit, seed=args.seed)
+    inputs.check_data(x_train, f"the {meta.name} train split")
+    inputs.check_data(x_test, f"the {meta.name} test split")
+    attack = make_attack(args.attack, epsilon, steps=args.steps, seed=args.seed, options=options)
+    judges = _judges(args, epsilon)
+    judge_limit = len(x_test) if not args.judge_limit else min(args.judge_limit, len(x_test))
+
+    width = args.width if args.width is not None else RECIPE_WIDTH.get(args.model.lower())
+    if width is not None and width < 1:
+        raise CLIError(f"--width must be >= 1, got {width}.")
+    base = ka.models.presets.get(args.model, meta.input_shape, meta.num_classes,
+                                 **({"width": width} if width else {}))
+    model = ka.AdversarialModel(base, attack=attack, adv_weight=args.adv_weight, objective=args.objective,
+                                seed=args.seed)
+    steps = -(-len(x_train) // args.batch_size) * args.epochs
+    lr = (keras.optimizers.schedules.CosineDecay(args.learning_rate, steps) if args.lr_schedule == "cosine"
+          else args.learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    say(f"Adversarial training of {args.model} ({base.count_params():,} weights) on {meta.name} "
+        f"({len(x_train)} train / {len(x_test)} test images)\n"
+        f"  objective {args.objective}, adv_weight {args.adv_weight:g}, training attack {attack_label(attack)}, "
+        f"{args.epochs} epochs, Adam lr {args.learning_rate:g} ({args.lr_schedule})")
+    start = time.time()
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_data=(x_test, y_test) if args.validate else None,
+                        verbose=fit_verbosity(args.verbose))
+    train_time = time.time() - start
+
+    subset = "" if judge_limit == len(x_test) else f" (the first {judge_limit} of {len(x_test)})"
+    say(f"Judging on {judge_limit} test images{subset} with attacks stronger than the training one: "
+        + "; ".join(attack_label(j) for j in judges.values()))
+    start = time.time()
+    report = ka.evaluate_robustness(base, x_test[:judge_limit], y_test[:judge_limit], attacks=judges,
+                                    batch_size=args.eval_batch_size, seed=args.seed,
+                                    verbose=attack_verbosity(args.verbose))
+    judge_time = time.time() - start
+
+    prepare_output(args.output, overwrite=True)
+    paths = {
+        "model": os.path.join(args.output, "model.keras"),
+        "report": os.path.join(args.output, "report.json"),
+        "training_plot": os.path.join(args.output, "training.png"),
+        "examples_plot": os.path.join(args.output, "examples.png"),
+    }
+    model.save(paths["model"])
+    first_judge = next(iter(judges.values()))
+    result = {
+        "dataset": meta.name,
+        "model": args.model,
+        "width": width,
+        "objective": args.objective,
+        "adv_weight": args.adv_weight,
+        "train_attack": attack_label(attack),
+        "train_attack_config": attack.get_config(),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "lr_schedule": args.lr_schedule,
+        "seed": args.seed,
+        "train_examples": int(len(x_train)),
+        "test_examples": int(len(x_test)),
+        "judged_examples": report.num_examples,
+        # the report's numbers (robust = correct clean AND under every judge, per example)
+        "clean_accuracy": report.clean_accuracy,
+        "robust_accuracy": report.worst_case_accuracy(epsilon),
+        "robust_accuracy_per_judge": {name: report.robust_accuracy(name, epsilon) for name in judges},
+        "judge": " + ".join(attack_label(j) for j in judges.values()),
+        "judge_config": first_judge.get_config(),
+        "robustness": report.to_dict(),
+        "train_seconds": round(train_time, 1),
+        "judge_seconds": round(judge_time, 1),
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "files": paths,
+    }
+    with open(paths["report"], "w") as f:
+        json.dump(result, f, indent=2)
+    if plots.can_plot():
+        plots.plot_history(history.history, paths["training_plot"],
+                           title=f"{args.model} on {meta.name}, {args.objective}, {attack_label(attack)}")
+        report.plot_examples(paths["examples_plot"], attack=next(iter(judges)), epsilon=epsilon)
+
+    judged = (f"all {len(x_test)}" if judge_limit == len(x_test) else f"the first {judge_limit} of the {len(x_test)}")
+    print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({judged} {meta.name} test images)")
+    per_judge = ", ".join(f"{n} {a:.4f}" for n, a in result["robust_accuracy_per_judge"].items())
+    print(f"robust accuracy: {result['robust_accuracy']:.4f}  (eps={epsilon:g}; worst case over {per_judge}; "
+          "robust = correct clean and under every attack)")
+    print(f"time: training {train_time:.0f} s, judging {judge_time:.0f} s")
+    print(f"saved {paths['model']}, {paths['report']}" + (
+        f", {paths['training_plot']}, {paths['examples_plot']}" if os.path.exists(paths["training_plot"]) else ""))
+    if args.verbose:
+        print(f"next: keras-adv evaluate {paths['model']} --dataset {meta.name}\n"
+              f"      keras-adv export {paths['model']} {os.path.join(args.output, 'serving', '1')}")
+    return 0

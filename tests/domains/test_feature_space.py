@@ -1,0 +1,157 @@
+"""FeatureSpace: construction, the independent checker, repair, serialization and the bad-input table."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_adv as ka
+from keras_adv.datasets import tabular
+from keras_adv.domains import FeatureSpace, LessEqual, Relation, check_examples
+
+
+def _toy_space(**kw):
+    # 0: continuous [0, 10]; 1: integer [0, 5]; 2: immutable; 3-5: one-hot; 6 = 2 * x0 (derived)
+    @keras.saving.register_keras_serializable(package="keras_adv_tests")
+    def double_rel(x):
+        return x[:, 6] - 2.0 * x[:, 0]
+
+    @keras.saving.register_keras_serializable(package="keras_adv_tests")
+    def double_fix(x):
+        return tf.concat([x[:, :6], 2.0 * x[:, :1]], axis=1)
+
+    args = dict(lower=[0, 0, -np.inf, 0, 0, 0, 0], upper=[10, 5, np.inf, 1, 1, 1, 20],
+                mutable=[True, True, False, True, True, True, True], integer=[False, True, False, False, False, False, False],
+                categorical=[[3, 4, 5]],
+                relations=[Relation(double_rel, kind="==", tolerance=1e-5, repair=double_fix, outputs=[6], name="x6 = 2 x0")],
+                names=["a", "b", "c", "p", "q", "r", "d"])
+    args.update(kw)
+    return FeatureSpace(**args)
+
+
+def test_repair_is_exact_on_every_constraint_type():
+    space = _toy_space()
+    x = np.array([[1.0, 2.0, 7.0, 1, 0, 0, 2.0]], np.float32)
+    x_adv = np.array([[12.0, 3.4, -3.0, 0.2, 0.7, 0.1, 5.0]], np.float32)
+    out = space.repair(tf.constant(x_adv), tf.constant(x)).numpy()
+    # clipped to upper 10, rounded 3.4 -> 3, immutable restored, argmax one-hot, derived recomputed
+    np.testing.assert_array_equal(out, [[10.0, 3.0, 7.0, 0, 1, 0, 20.0]])
+    assert check_examples(space, out, x).valid.all()
+    # towards x (the Domain.project contract): 3.4 from 2 rounds down to 3, 2.6 from 4 rounds up to 3
+    out = space.project(tf.constant([[1.0, 2.6, 7.0, 1, 0, 0, 2.0]]), tf.constant([[1.0, 4.0, 7.0, 1, 0, 0, 2.0]]))
+    assert out.numpy()[0, 1] == 3.0
+
+
+def test_budget_projection_is_scaled_and_skips_derived_features():
+    space = _toy_space()
+    x = tf.constant([[5.0, 2.0, 0.0, 1, 0, 0, 10.0]])
+    far = tf.constant([[9.0, 2.0, 0.0, 1, 0, 0, 10.0]])
+    out = space.budget_project(x, far, 0.1, ka.norms.Linf()).numpy()
+    # scale of feature 0 is its range 10: ε = 0.1 allows 1.0; the derived feature follows (2 × 6)
+    np.testing.assert_allclose(out[0, [0, 6]], [6.0, 12.0])
+    assert float(space.distance(tf.constant(out), x, ka.norms.Linf())[0]) == pytest.approx(0.1)
+
+
+def test_checker_flags_each_violation_under_its_own_name():
+    space = _toy_space()
+    x = np.array([[1.0, 2.0, 7.0, 1, 0, 0, 2.0]] * 6, np.float32)
+    bad = x.copy()
+    bad[0, 0] = 11.0; bad[0, 6] = 22.0         # bounds
+    bad[1, 2] = 8.0                             # immutable
+    bad[2, 1] = 2.5                             # integer
+    bad[3, 3:6] = [1, 1, 0]                     # one-hot
+    bad[4, 6] = 3.0                             # relation
+    bad[5, 0] = 2.0; bad[5, 6] = 4.0            # budget only (ε = 0.05 of range 10 is 0.5)
+    r = check_examples(space, bad, x, epsilon=0.05)
+    expected = ["bounds", "immutable", "integer", "categorical", "relations", "budget"]
+    for i, kind in enumerate(expected):
+        flagged = [k for k, v in r.failures.items() if v[i]]
+        assert kind in flagged, (i, kind, flagged)
+    assert not r.valid.any()
+    assert check_examples(space, x, x, epsilon=0.05).valid.all()
+
+
+def test_from_data_bounds_integers_names_and_groups():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 50, 100).astype("float32")
+    cont = rng.normal(size=100).astype("float32")
+    onehot = np.eye(3, dtype="float32")[rng.integers(0, 3, 100)]
+    x = np.column_stack([counts, cont, onehot])
+    space = FeatureSpace.from_data(x, immutable=["cont"], categorical=[["t", "u", "i"]],
+                                   names=["counts", "cont", "t", "u", "i"])
+    assert space.integer.tolist() == [True, False, False, False, False]
+    assert space.mutable.tolist() == [True, False, True, True, True]
+    assert space.categorical == [[2, 3, 4]]
+    assert space.lower[0] == counts.min() and space.upper[1] == pytest.approx(cont.max())
+    assert check_examples(space, x).valid.all()
+
+
+def test_serialization_round_trip_keeps_relations_working():
+    space = tabular.flows_space()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(space))
+    assert restored.get_config() == space.get_config()
+    x, _ = tabular.make_flows(50)
+    assert check_examples(restored, x).valid.all()
+    x[0, 4] += 1000.0  # total bytes no longer packets x size
+    r = check_examples(restored, x)
+    assert r.failures["relations"][0] and r.valid[1:].all()
+    attack = ka.attacks.CAPGD(0.1, domain=space, steps=3)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(attack))
+    assert clone.get_config() == attack.get_config()
+
+
+def test_lambda_relation_cannot_be_serialized_and_says_why():
+    space = FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[lambda x: x[:, 0] - x[:, 1]])
+    with pytest.raises(ValueError, match="lambda"):
+        space.get_config()
+
+
+def test_datasets_satisfy_their_spaces():
+    (xtr, ytr), (xte, yte) = tabular.load_breast_cancer()
+    assert xtr.shape[1] == 30 and set(np.unique(ytr)) == {0, 1} and len(xtr) + len(xte) == 569
+    assert check_examples(tabular.breast_cancer_space(), np.concatenate([xtr, xte])).valid.all()
+    x, y = tabular.make_flows(500, seed=3)
+    space = tabular.flows_space()
+    assert check_examples(space, x).valid.all()
+    assert 0.25 < y.mean() < 0.55
+    assert np.all(x[:, space.integer] == np.round(x[:, space.integer]))
+    x2, _ = tabular.make_flows(500, seed=3)
+    np.testing.assert_array_equal(x, x2)
+
+
+# ------------------------------------------------------------------ bad input
+def _bad_relation(x):
+    return tf.reduce_sum(x)  # a scalar, not one value per record
+
+
+BAD_INPUTS = [
+    ("reversed bounds", lambda: FeatureSpace(lower=[0, 5], upper=[1, 3], names=["a", "b"]),
+     r"Bounds reversed for feature 'b' \(index 1\): `lower`\[1\] = 5 > `upper`\[1\] = 3"),
+    ("mask of the wrong length", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], mutable=[True]),
+     r"`mutable` has 1 entries but the FeatureSpace has 2 features"),
+    ("relation of the wrong shape", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[_bad_relation]),
+     r"`relations`\[0\] \('_bad_relation'\) must return one value per record.*returned shape \(\)"),
+    ("one-hot group outside [0, 1]", lambda: FeatureSpace(lower=[0, 0], upper=[1, 0.5], categorical=[[0, 1]]),
+     r"One-hot feature index 1 \(`categorical`\[0\]\) must allow 0 and 1"),
+    ("data outside the space",
+     lambda: _toy_space().check(np.array([[1, 2, 0, 1, 0, 0, 2], [1, 9, 0, 1, 0, 0, 2]], "float32")),
+     r"feature 'b' \(index 1\) of example 1 is 9 > `upper`\[1\] = 5"),
+    ("group that is not one-hot",
+     lambda: _toy_space().check(np.array([[1, 2, 0, 1, 1, 0, 2]], "float32")),
+     r"breaks one-hot group `categorical`\[0\] \('p' \(index 3\), 'q' \(index 4\), 'r' \(index 5\)\) in example 0"),
+    ("relation violated by the data",
+     lambda: _toy_space().check(np.array([[1, 2, 0, 1, 0, 0, 3]], "float32")),
+     r"violates relation `relations`\[0\] 'x6 = 2 x0'"),
+    ("shape mismatch with the attack's domain",
+     lambda: ka.attacks.CAPGD(0.1, domain=_toy_space())(keras.Sequential([keras.layers.Dense(2)]),
+                                                      np.zeros((2, 5), "float32"), np.zeros(2, "int64")),
+     r"`x` must have shape \(batch, 7\) to match the attack's `domain` \(7 features\), got shape \(2, 5\)"),
+    ("not a FeatureSpace", lambda: ka.attacks.Evolutionary(0.1, domain=(0, 1)),
+     r"`domain` must be a keras_adv.domains.FeatureSpace"),
+]
+
+
+@pytest.mark.parametrize("case,build,message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_a_clear_error(case, build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
