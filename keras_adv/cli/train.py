@@ -212,7 +212,8 @@ def run(args) -> int:
         if domain is None:  # (example images: not for tables)
             report.plot_examples(paths["examples_plot"], attack=next(iter(judges)), epsilon=epsilon)
 
-    print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({report.num_examples} {meta.name} test images{subset})")
+    judged = (f"all {len(x_test)}" if judge_limit == len(x_test) else f"the first {judge_limit} of the {len(x_test)}")
+    print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({judged} {meta.name} test images)")
     per_judge = ", ".join(f"{n} {a:.4f}" for n, a in result["robust_accuracy_per_judge"].items())
     print(f"robust accuracy: {result['robust_accuracy']:.4f}  (eps={epsilon:g}; worst case over {per_judge}; "
           "robust = correct clean and under every attack)")
