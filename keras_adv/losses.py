@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-__all__ = ["crossentropy", "get", "predicted_class", "label_class", "to_log_probs", "per_example"]
+__all__ = ["crossentropy", "margin", "get", "predicted_class", "label_class", "to_log_probs", "per_example"]
 
 _EPS = 1e-12
 
@@ -70,6 +70,21 @@ def crossentropy(y_true, y_pred, from_logits=None):
     y_true = tf.convert_to_tensor(y_true)
     log_p = to_log_probs(y_pred, from_logits)
     return -tf.reduce_sum(_one_hot_like(y_true, log_p) * log_p, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_adv")
+def margin(y_true, y_pred):
+    """Per-example Carlini-Wagner margin loss, to maximise: `max_{j≠y} z_j − z_y`.
+
+    Computed on log-probabilities `z` (logits or probabilities auto-detected;
+    logit differences are unchanged), it is positive once the example is
+    misclassified. Unlike cross-entropy its gradient does not vanish where
+    the softmax saturates (Carlini & Wagner 2017, "Towards Evaluating the
+    Robustness of Neural Networks").
+    """
+    from keras_adv.attacks import _scores
+
+    return -_scores.margin(to_log_probs(y_pred), label_class(y_true))
 
 
 def per_example(loss):

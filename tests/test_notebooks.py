@@ -14,7 +14,8 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 def test_the_four_notebooks_exist():
     names = {os.path.basename(p) for p in NOTEBOOKS}
     assert {"quickstart.ipynb", "attack_gallery.ipynb", "training_recipes.ipynb",
-            "export_and_serving.ipynb", "securing_tabular_models.ipynb"} <= names
+            "export_and_serving.ipynb", "securing_tabular_models.ipynb", "evaluation.ipynb",
+            "text_robustness.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)

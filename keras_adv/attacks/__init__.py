@@ -11,6 +11,9 @@ from keras_adv.attacks.apgd import APGD
 from keras_adv.attacks.square import Square
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.autoattack import AutoAttack
+from keras_adv.attacks.virtual_adversarial import VirtualAdversarial
+from keras_adv.attacks.hotflip import HotFlip
+from keras_adv.attacks.wrappers import BPDA, EOT
 from keras_adv.attacks.constrained import ConstrainedAttack
 from keras_adv.attacks.capgd import CAPGD
 from keras_adv.attacks.evolutionary import Evolutionary
@@ -19,6 +22,7 @@ from keras_adv.attacks.constrained_autoattack import ConstrainedAutoAttack
 __all__ = [
     "Attack", "GradientAttack", "NoInputGradientError", "value_and_gradient", "FGSM", "PGD", "get",
     "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
+    "BPDA", "EOT", "VirtualAdversarial", "HotFlip",
     "ConstrainedAttack", "CAPGD", "Evolutionary", "ConstrainedAutoAttack",
 ]
 

@@ -1,10 +1,11 @@
-"""Datasets: images scaled to [0, 1] and tables with their feature spaces: `keras_adv.datasets.load(name, split)`."""
+"""Datasets: images scaled to [0, 1], tables with their feature spaces, text: `keras_adv.datasets.load(name, split)`, `load_text`."""
 
 from keras_adv.datasets.catalog import DatasetInfo, DatasetUnavailableError, available, feature_space, info, load
 from keras_adv.datasets.digits import load_digits
+from keras_adv.datasets.text import TEXT_DATASETS, SyntheticText, load_text, synthetic_text, with_unlabeled
 
 __all__ = ["DatasetInfo", "DatasetUnavailableError", "available", "feature_space", "info", "load", "load_digits",
-           "tabular"]
+           "tabular", "TEXT_DATASETS", "SyntheticText", "load_text", "synthetic_text", "with_unlabeled"]
 
 
 def __getattr__(name):

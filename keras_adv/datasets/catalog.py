@@ -264,10 +264,17 @@ def _load_tfds(meta, split, *, batch_size, shuffle, limit, data_dir, download, s
     ds = ds.map(_scale, num_parallel_calls=tf.data.AUTOTUNE)
     if batch_size is not None:
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return _as_arrays(ds, split, meta.name)
+
+
+def _as_arrays(ds, split, name):
+    """`(x, y)` numpy arrays from an unbatched tf.data.Dataset of `(x, y)` pairs."""
+    import tensorflow_datasets as tfds
+
     xs, ys = [], []
     for xb, yb in tfds.as_numpy(ds.batch(4096)):
         xs.append(xb)
         ys.append(yb)
     if not xs:
-        raise ValueError(f"Split {split!r} of {meta.name!r} is empty.")
+        raise ValueError(f"Split {split!r} of {name!r} is empty.")
     return np.concatenate(xs), np.concatenate(ys)

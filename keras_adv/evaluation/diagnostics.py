@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -27,6 +28,8 @@ __all__ = [
     "check_gradients",
     "check_determinism",
     "check_report",
+    "check_layers",
+    "probe_layers",
 ]
 
 #: Names of every check, in the order `diagnose_gradient_masking` runs them.
@@ -35,6 +38,7 @@ CHECKS = (
     "zero_gradient",
     "nonfinite_gradient",
     "nondeterministic",
+    "inconsistent_gradient",
     "multi_step_weaker",
     "more_steps_stronger",
     "non_monotonic",
@@ -144,6 +148,139 @@ def check_determinism(model, x, *, repeats: int = 2, atol: float = 1e-5) -> List
             {"max_abs_difference": diff},
         )]
     return []
+
+
+class _LayerProbe(keras.layers.Layer):
+    """`[x, y] -> y`; when run eagerly, measures `layer`'s backward pass at `x` (see `probe_layers`)."""
+
+    def __init__(self, layer, measure, **kwargs):
+        super().__init__(**kwargs)
+        self.layer = layer
+        self.measure = measure
+
+    def call(self, inputs):
+        x, y = inputs
+        if tf.executing_eagerly():
+            self.measure(self.layer, x)
+        return y
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)
+
+
+def _probe_candidate(layer) -> bool:
+    from keras_adv.attacks import wrappers
+
+    return (not isinstance(layer, (keras.Model, keras.layers.InputLayer, _LayerProbe,
+                                   wrappers._BackwardSubstitute, wrappers._Apply))
+            and not layer.trainable_weights)
+
+
+def probe_layers(model, x, *, epsilon: float, zero_fraction: float = 0.1, agreement: float = 0.5,
+                 seed: int = 0) -> Dict[str, Dict[str, Any]]:
+    """Locates the layers whose backward pass is useless to an attacker.
+
+    For every layer without trainable weights that maps one tensor to a
+    tensor of the same shape (preprocessing, activations, custom ops: the
+    places masking defences live), at its actual inputs on `x`:
+
+    * `random`: two calls on the same input differ (randomness at inference);
+    * `no_gradient`: the vector-Jacobian product is None;
+    * `zero_gradient`: it is exactly zero for more than `zero_fraction` of
+      the examples (a saturated layer);
+    * `inconsistent`: it disagrees with the forward pass: the cosine, across
+      examples, between the directional derivative `⟨∇⟨u, f⟩, v⟩` and the
+      central finite difference of `⟨u, f⟩` along a random sign direction `v`
+      at the attack's scale (ε, rescaled to the layer's input spread) is below
+      `agreement` (a reversed, shattered or otherwise misleading gradient).
+
+    Layers inside nested functional or Sequential models are probed too; a
+    subclassed model is one opaque layer. Runs one eager forward pass.
+
+    Returns:
+        `{layer name: {"reason": ..., numbers}}` for the suspicious layers only.
+    """
+    from keras_adv.attacks.wrappers import _is_graph_model, rebuild
+
+    if not _is_graph_model(model):
+        return {}
+    x = tf.convert_to_tensor(np.asarray(x, np.float32))
+    scale_in = float(tf.math.reduce_std(x)) or 1.0
+    findings: Dict[str, Dict[str, Any]] = {}
+    counter = [0]
+
+    def measure(layer, xl):
+        if not xl.dtype.is_floating:
+            return
+        counter[0] += 1
+        s1, s2 = (seed, 2 * counter[0]), (seed, 2 * counter[0] + 1)
+        y1, y2 = layer(xl), layer(xl)
+        if not tf.is_tensor(y1) or y1.shape != xl.shape:
+            return
+        spread = float(tf.reduce_max(tf.abs(y1))) + 1.0
+        if float(tf.reduce_max(tf.abs(y1 - y2))) > 1e-6 * spread:
+            findings[layer.name] = {"reason": "random"}
+            return
+        u = tf.random.stateless_normal(tf.shape(y1), s1, dtype=y1.dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(xl)
+            total = tf.reduce_sum(u * tf.cast(layer(xl), u.dtype))
+        g = tape.gradient(total, xl)
+        if g is None:
+            findings[layer.name] = {"reason": "no_gradient"}
+            return
+        n = int(xl.shape[0])
+        g = tf.reshape(tf.cast(g, tf.float32), [n, -1]).numpy()
+        zero = float(np.mean(np.all(g == 0.0, axis=1)))
+        if zero > zero_fraction:
+            findings[layer.name] = {"reason": "zero_gradient", "zero_fraction": zero}
+            return
+        h = float(epsilon) * max(float(tf.math.reduce_std(tf.cast(xl, tf.float32))), 1e-6) / scale_in
+        v = tf.sign(tf.random.stateless_uniform(tf.shape(xl), s2, dtype=xl.dtype) - 0.5)
+        uf = tf.reshape(u, [n, -1])
+
+        def f(z):
+            return tf.reduce_sum(uf * tf.reshape(tf.cast(layer(z), u.dtype), [n, -1]), axis=1).numpy()
+
+        fd = (f(xl + h * v) - f(xl - h * v)) / (2 * h)
+        an = np.sum(g * tf.reshape(tf.cast(v, tf.float32), [n, -1]).numpy(), axis=1)
+        ok = np.isfinite(fd) & np.isfinite(an)
+        fd, an = fd[ok], an[ok]
+        norm = float(np.linalg.norm(fd) * np.linalg.norm(an))
+        if norm == 0.0:
+            return
+        cosine = float(np.dot(fd, an) / norm)
+        if cosine < agreement:
+            findings[layer.name] = {"reason": "inconsistent", "cosine": cosine, "scale": h}
+
+    def wrap(layer, xt, yt):
+        return _LayerProbe(layer, measure, name=f"probe_{layer.name}")([xt, yt])
+
+    def select(layer):
+        return _probe_candidate(layer)
+
+    try:
+        probed = rebuild(model, wrap, select)
+    except ValueError:
+        return {}
+    probed(x, training=False)
+    return findings
+
+
+def check_layers(model, x, *, epsilon: float, agreement: float = 0.5) -> List[MaskingWarning]:
+    """`inconsistent_gradient` when a layer's backward pass disagrees with its forward pass (`probe_layers`)."""
+    found = probe_layers(model, x, epsilon=epsilon, agreement=agreement)
+    bad = {k: v for k, v in found.items() if v["reason"] == "inconsistent"}
+    if not bad:
+        return []
+    desc = ", ".join(f"{k!r} (cosine {v['cosine']:.2f})" for k, v in bad.items())
+    return [MaskingWarning(
+        "inconsistent_gradient",
+        f"the backward pass of layer(s) {desc} disagrees with the forward pass (directional "
+        "derivative vs finite difference at the attack's scale): gradients point the wrong way "
+        "(reversed or shattered); attack through a straight-through substitute (BPDA).",
+        {"layers": found},
+    )]
 
 
 def _steps(attack):

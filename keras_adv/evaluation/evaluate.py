@@ -35,6 +35,7 @@ def evaluate_robustness(
     max_examples: Optional[int] = None,
     verbose="auto",
     shard=None,
+    adaptive=False,
 ) -> RobustnessReport:
     """Evaluates a classifier against several attacks over a grid of budgets.
 
@@ -95,11 +96,26 @@ def evaluate_robustness(
             after each sub-attack, per batch).
         shard: optional `(index, count)`: evaluate only this worker's share
             of the batches (with the seeds of the whole run).
+        adaptive: flag, then break: when True (or a dict of options, see
+            `keras_adv.evaluation.adaptive.DEFAULT_OPTIONS`), the diagnostics
+            run (plus a per-layer gradient probe) and the attacks are re-run
+            with the technique each finding calls for: BPDA for missing or
+            misleading gradients, EOT for randomness at inference, a margin
+            loss for vanishing gradients, more steps and restarts for
+            unconverged attacks, a gradient-free attack for the rest. The
+            report keeps the naive numbers and adds the adaptive ones, with
+            what changed and why (`report.adaptive`, `str(report)`,
+            `report.to_dict()["adaptive"]`). Naive attacks that cannot run
+            (no input gradient) are listed as not applicable; when none can
+            run, the naive robust accuracy is the clean accuracy (nothing
+            broke anything) instead of an error.
 
     Returns:
         A `keras_adv.evaluation.RobustnessReport`.
     """
     model = _common.load_model(model)
+    discrete = isinstance(attacks, Mapping) and bool(attacks) and all(
+        getattr(a, "discrete_inputs", False) for a in attacks.values())  # token-id attacks (HotFlip)
     batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
     tolerance = check_number("tolerance", tolerance, minimum=0.0)
     if max_examples is not None:
@@ -128,7 +144,9 @@ def evaluate_robustness(
         if y is None:
             raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
         data, y = np.asarray(data), np.asarray(y)
-        if not np.issubdtype(data.dtype, np.floating):
+        if discrete and not np.issubdtype(data.dtype, np.integer):
+            raise TypeError(f"`data` must hold integer token ids for token attacks, got dtype {data.dtype}.")
+        if not discrete and not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"`data` must hold floating-point inputs, got dtype {data.dtype}.")
     elif y is not None:
         raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")
@@ -145,16 +163,24 @@ def evaluate_robustness(
         total = None if nb is None else nb * (len(runs) + (minimal_run is not None))
         bar = keras.utils.Progbar(total, unit_name="batch")
 
+    adaptive_options = None
+    if adaptive is not False and adaptive is not None:
+        from keras_adv.evaluation import adaptive as adaptive_lib
+
+        adaptive_options = adaptive_lib._options(adaptive)  # bad options fail before any attack runs
+        diagnose = True
     acc = _Accumulator(plan, minimal_run is not None)
     not_applicable: Dict[str, str] = {}
     predict = _common.call_function(model)
     first_batch = None
     done = 0
-    for batch in _batches.iterate(data, y, batch_size=batch_size, max_examples=max_examples, shard=shard):
+    for batch in _batches.iterate(data, y, batch_size=batch_size, max_examples=max_examples, shard=shard,
+                                  check_float=not discrete):
         if first_batch is None:
             first_batch = batch
         labels = _common.labels_of(batch.y)
-        out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, tf.float32)), np.float32)
+        out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, None if discrete else tf.float32)),
+                               np.float32)
         clean_ok = _predicted(out_clean) == labels
         acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
                       num_classes=out_clean.shape[-1])
@@ -185,7 +211,8 @@ def evaluate_robustness(
             if bar is not None:
                 bar.update(done)
 
-    if not_applicable and len(not_applicable) == len({name for name, _, _ in plan}):
+    if (not_applicable and len(not_applicable) == len({name for name, _, _ in plan})
+            and adaptive_options is None):  # adaptive mode goes on: BPDA or a gradient-free attack will run
         raise NoInputGradientError(
             "The model has no gradient with respect to its input, and every attack given needs "
             f"one ({', '.join(not_applicable)}): add a gradient-free attack such as "
@@ -202,10 +229,20 @@ def evaluate_robustness(
         from keras_adv.evaluation import diagnostics
 
         xb, yb = first_batch.x, first_batch.y
-        report.input_warnings = diagnostics.check_gradients(model, xb, yb) + diagnostics.check_determinism(model, xb)
+        # Input gradients and float perturbations do not exist for token ids.
+        report.input_warnings = [] if discrete else (
+            diagnostics.check_gradients(model, xb, yb) + diagnostics.check_determinism(model, xb))
+        if adaptive_options is not None and not discrete:
+            report.input_warnings += diagnostics.check_layers(
+                model, xb, epsilon=adaptive_lib._probe_epsilon(report, attacks))
         report.warnings = list(report.input_warnings) + diagnostics.check_report(
             report, tolerance=tolerance, convergence_tolerance=max(tolerance, 0.1))
         report.diagnosed = True
+    if adaptive_options is not None:
+        report.adaptive = adaptive_lib.run_adaptive(
+            model, data, y, report, attacks, epsilons, options=adaptive_options, sample=first_batch.x,
+            batch_size=batch_size, seed=seed, verbose=verbose, max_examples=max_examples, shard=shard,
+            plan_epsilons=sorted({float(e) for _, _, e in plan if e is not None}))
     return report
 
 

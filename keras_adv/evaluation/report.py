@@ -108,6 +108,8 @@ class RobustnessReport:
         self.warnings = list(warnings or [])
         #: `{attack name: reason}` for attacks that could not run (e.g. no input gradient).
         self.not_applicable: Dict[str, str] = dict(not_applicable or {})
+        #: `keras_adv.evaluation.adaptive.AdaptiveResult` of `evaluate_robustness(..., adaptive=True)`, else None.
+        self.adaptive = None
 
     # ------------------------------------------------------------ numbers
     @property
@@ -341,6 +343,8 @@ class RobustnessReport:
         }
         if self.not_applicable:
             d["not_applicable"] = dict(self.not_applicable)
+        if self.adaptive is not None:
+            d["adaptive"] = self.adaptive.to_dict()
         return _jsonable(d)
 
     def to_json(self, path: Optional[str] = None, indent: int = 2) -> str:
@@ -405,6 +409,9 @@ class RobustnessReport:
             lines.extend(f"  [{w.check}] {w.message}" for w in self.warnings)
         else:
             lines.append("gradient-masking diagnostics: no warning")
+        if self.adaptive is not None:
+            lines.append("")
+            lines.extend(self.adaptive.lines())
         return "\n".join(lines)
 
     __repr__ = __str__

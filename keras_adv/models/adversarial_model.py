@@ -10,7 +10,9 @@ is in `keras_adv._compat`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 from typing import Optional
 
 import keras
@@ -23,6 +25,7 @@ from keras_adv.attacks.attack import draw_seed
 from keras_adv.utils.validation import check_number
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
+from keras_adv.models.inner_layer import LayerPerturbation, check_attackable_input
 
 __all__ = ["AdversarialModel"]
 
@@ -113,10 +116,11 @@ class AdversarialModel(keras.Model):
             so replicas attack their shards with different random starts.
         fuse_passes: run the clean and adversarial training forwards as one
             concatenated batch (one pass of the network instead of two).
-            `None` (default): fuse when the objective differentiates both
-            passes and the base model has no batch-dependent layer
-            (`BatchNormalization`), where fusing is exactly the same
-            computation. `True`: fuse also with BatchNorm, which then
+            `None` (default): fuse on a GPU/TPU when the objective
+            differentiates both passes and the base model has no
+            batch-dependent layer (`BatchNormalization`), where fusing is
+            exactly the same computation; on CPU two passes (measured faster
+            there). `True`: fuse also with BatchNorm, which then
             normalises with the statistics of the mixed clean+adversarial
             batch and updates its moving averages once per step with them
             (the joint-statistics choice); `False`: two separate passes, BatchNorm
@@ -125,6 +129,12 @@ class AdversarialModel(keras.Model):
         jit_compile_attack: compile the attack's loop with XLA inside the
             training and test steps. Off by default: on CPU, XLA was measured
             slower than the plain graph for conv nets; GPU speed not measured.
+        perturb_layer: the name of an inner layer (typically the
+            `Embedding` of a text model) whose output is attacked instead of
+            the model input; see `keras_adv.models.inner_layer`. The attack's
+            ε and norm then apply per sequence to the embedded input, its
+            `bounds` are not applied there, padding (the layer's mask) is
+            never perturbed, and the inputs may be token ids or strings.
 
     Attributes:
         epsilon: the training attack's current ε (a variable that schedules
@@ -142,6 +152,7 @@ class AdversarialModel(keras.Model):
         seed: Optional[int] = None,
         fuse_passes: Optional[bool] = None,
         jit_compile_attack: bool = False,
+        perturb_layer: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -171,6 +182,11 @@ class AdversarialModel(keras.Model):
         self.objective = self._objective.name
         adv_weight = check_number("adv_weight", adv_weight, minimum=0.0)
         self.seed = None if seed is None else check_number("seed", seed, integer=True)
+        self._perturbation = None
+        if perturb_layer is not None:
+            self._perturbation = LayerPerturbation(base_model, perturb_layer)
+            perturb_layer = self._perturbation.layer_name
+        self.perturb_layer = perturb_layer
         if fuse_passes not in (None, True, False):
             raise ValueError(f"`fuse_passes` must be None, True or False, got {fuse_passes!r}.")
         if jit_compile_attack not in (True, False):
@@ -180,7 +196,10 @@ class AdversarialModel(keras.Model):
 
         self._adv_weight = keras.Variable(adv_weight, trainable=False, name="adv_weight", dtype="float32")
         self._epsilon = keras.Variable(self.attack.epsilon, trainable=False, name="epsilon", dtype="float32")
-        self._seed_generator = keras.random.SeedGenerator(self.seed, name="adversarial_seed")
+        try:
+            self._seed_generator = keras.random.SeedGenerator(self.seed, name="adversarial_seed")
+        except ValueError:  # Keras < 3.1 takes no `name`
+            self._seed_generator = keras.random.SeedGenerator(self.seed)
         self._total_loss_tracker = keras.metrics.Mean(name="loss")
         self._clean_loss_tracker = keras.metrics.Mean(name="clean_loss")
         self._adv_loss_tracker = keras.metrics.Mean(name="adv_loss")
@@ -278,7 +297,20 @@ class AdversarialModel(keras.Model):
                 logs.update({prefix + k: v for k, v in result.items()})
             else:
                 logs[prefix + metric.name] = result
+        if tf.executing_eagerly():  # plain Python numbers, as Keras' own (3.0-3.7 relied on it)
+            logs = {k: _to_python(v) for k, v in logs.items()}
         return logs
+
+    # ------------------------------------------------------ fit / evaluate
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; also under `MultiWorkerMirroredStrategy` (see `keras_adv._compat`)."""
+        with _compat.multi_worker_fit(self):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`; also under `MultiWorkerMirroredStrategy`."""
+        with _compat.multi_worker_fit(self):
+            return super().evaluate(*args, **kwargs)
 
     # ---------------------------------------------------------- the steps
     def _attack_loss(self, attack, objective_loss=None):
@@ -298,20 +330,19 @@ class AdversarialModel(keras.Model):
         return seed
 
     def _craft(self, attack, x, y, epsilon, loss=None):
+        """The adversarial input, or with `perturb_layer` the inner layer's perturbation δ."""
         if not (isinstance(x, dict) and getattr(attack, "accepts_dict_inputs", False)):
             # (a dict of named features is attacked through the attack's FeatureSpace)
             self._check_single_input(x)
         seed = self._replica_seed()
         if not self.jit_compile_attack:
-            return attack(self.base_model, x, y, epsilon=epsilon, seed=seed, loss=loss)
+            return self._run_attack(attack, x, y, epsilon, seed, loss)
         # XLA: the attack runs in its own jit-compiled function (built once per attack/loss).
         key = (id(attack), id(loss), epsilon is None)
         fn = self._xla_attacks.get(key)
         if fn is None:
-            base = self.base_model
-
             def run(x, y, epsilon, seed):
-                return attack(base, x, y, epsilon=epsilon, seed=seed, loss=loss)
+                return self._run_attack(attack, x, y, epsilon, seed, loss)
 
             fn = tf.function(run, jit_compile=True, autograph=False)
             self._xla_attacks[key] = fn
@@ -319,13 +350,27 @@ class AdversarialModel(keras.Model):
             epsilon = tf.identity(tf.cast(epsilon, tf.float32))
         return fn(x, y, epsilon, seed)
 
-    @staticmethod
-    def _check_single_input(x):
+    def _run_attack(self, attack, x, y, epsilon, seed, loss):
+        if self._perturbation is not None:
+            return self._perturbation.craft(attack, x, y, epsilon=epsilon, seed=seed, loss=loss)
+        return attack(self.base_model, x, y, epsilon=epsilon, seed=seed, loss=loss)
+
+    def _adversarial_forward(self, x, x_adv, training):
+        """Outputs on the adversarial input (`x_adv` is δ of the inner layer with `perturb_layer`)."""
+        if self._perturbation is not None:
+            return self._perturbation.forward(x, x_adv, training=training)
+        return self(x_adv, training=training)
+
+    def _check_single_input(self, x):
         if isinstance(x, (list, tuple, dict)):
             raise ValueError(
                 "AdversarialModel attacks a single input tensor; got "
                 f"{type(x).__name__} of inputs."
             )
+        if self._perturbation is not None:
+            return
+        if x.dtype.is_integer or x.dtype == tf.string:
+            check_attackable_input(x, self.perturb_layer)
         if not x.dtype.is_floating:
             raise TypeError(
                 f"Inputs `x` must be floating point (scaled to the attack bounds), got "
@@ -394,9 +439,13 @@ class AdversarialModel(keras.Model):
             return False
         if self.fuse_passes:
             return True
-        # Auto: only where fusing is the very same computation. Batch statistics live in
-        # BatchNormalization (moving statistics are non-trainable weights, so a model with none
-        # has no hidden batch-statistics layer either, even inside custom layers).
+        # Auto: only on an accelerator (on a 2-core CPU one pass over the doubled batch measured
+        # slower than two passes: benchmarks/results/fit_overhead.md), and only where fusing is
+        # the very same computation. Batch statistics live in BatchNormalization (moving
+        # statistics are non-trainable weights, so a model with none has no hidden
+        # batch-statistics layer either, even inside custom layers).
+        if not _compat.has_accelerator():
+            return False
         base = self.base_model
         if base.non_trainable_weights:
             return False
@@ -404,9 +453,15 @@ class AdversarialModel(keras.Model):
 
     def _training_forwards(self, x, x_adv):
         """Clean and adversarial outputs in training mode: one fused pass, or two."""
+        n = tf.shape(x)[0]
+        if self._perturbation is not None:  # x_adv is the inner layer's δ
+            if self._fuses():
+                delta = tf.concat([tf.zeros_like(x_adv), x_adv], axis=0)
+                both = self._perturbation.forward(tf.concat([x, x], axis=0), delta, training=True)
+                return both[:n], both[n:]
+            return self(x, training=True), self._adversarial_forward(x, x_adv, training=True)
         if self._fuses() and not isinstance(x, dict):  # (dicts of named features: two passes)
             both = self(tf.concat([x, tf.cast(x_adv, x.dtype)], axis=0), training=True)
-            n = tf.shape(x)[0]
             return both[:n], both[n:]
         return self(x, training=True), self(x_adv, training=True)
 
@@ -423,7 +478,7 @@ class AdversarialModel(keras.Model):
             if y_clean_fixed is None:
                 y_clean, y_adv = self._training_forwards(x, x_adv)
             else:
-                y_clean, y_adv = y_clean_fixed, self(x_adv, training=True)
+                y_clean, y_adv = y_clean_fixed, self._adversarial_forward(x, x_adv, training=True)
             total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
             scaled = self._loss_for_gradient(total)
         self._track(x, total, clean, adv)
@@ -442,7 +497,7 @@ class AdversarialModel(keras.Model):
                 self._attack_loss(self.attack, self._objective_attack_loss(x)),
             )
         y_clean = self(x, training=False)
-        y_adv = self(x_adv, training=False)
+        y_adv = self._adversarial_forward(x, x_adv, training=False)
         total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
         self._track(x, total, clean, adv)
         return self.compute_metrics(x, y, y_clean, sample_weight, y_pred_adv=y_adv)
@@ -472,6 +527,8 @@ class AdversarialModel(keras.Model):
             ),
             "seed": self.seed,
         }
+        if self.perturb_layer is not None:
+            config["perturb_layer"] = self.perturb_layer
         # Written only when not the default, so configs from older versions stay identical.
         if self.fuse_passes is not None:
             config["fuse_passes"] = self.fuse_passes
@@ -549,7 +606,11 @@ class AdversarialModel(keras.Model):
         fn = tf.function(serve, input_signature=[spec], autograph=False)
         archive.add_endpoint("serve", fn)
         archive.add_endpoint("serving_default", fn)
-        archive.write_out(filepath, verbose=bool(verbose))
+        if _accepts(archive.write_out, "verbose"):
+            archive.write_out(filepath, verbose=bool(verbose))
+        else:  # Keras < 3.6 has no `verbose`: keep its output for verbose=True only
+            with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+                archive.write_out(filepath)
         if verbose is None:
             out = fn.get_concrete_function().structured_outputs["predictions"]
             print(
@@ -557,6 +618,11 @@ class AdversarialModel(keras.Model):
                 f"{name}: {spec.dtype.name}{_shape_str(spec.shape)}) -> "
                 f"predictions: {out.dtype.name}{_shape_str(out.shape)}"
             )
+
+
+def _to_python(value):
+    value = keras.ops.convert_to_numpy(value)
+    return value.item() if value.ndim == 0 else value
 
 
 def _shape_str(shape):

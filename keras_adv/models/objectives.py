@@ -20,8 +20,8 @@ import tensorflow as tf
 
 from keras_adv import losses as losses_lib
 
-__all__ = ["Objective", "CrossEntropyMixture", "Madry", "Trades", "Mart", "get", "available", "register",
-           "serialize", "deserialize"]
+__all__ = ["Objective", "CrossEntropyMixture", "Madry", "Trades", "Mart", "VirtualAdversarialTraining",
+           "get", "available", "register", "serialize", "deserialize"]
 
 _LOG_EPS = 1e-12
 
@@ -183,6 +183,38 @@ class Mart(Objective):
         return bce + tf.cast(adv_weight, tf.float32) * adv, clean, adv
 
 
+class VirtualAdversarialTraining(Objective):
+    """Virtual adversarial training (Miyato et al. 2018, "Virtual Adversarial
+    Training: A Regularization Method for Supervised and Semi-Supervised
+    Learning"; for text, Miyato, Dai & Goodfellow 2017).
+
+    `L_sup + λ·mean_i KL(p(·|x_i) ‖ p(·|x_i + r_i))`: the inner attack
+    maximises the KL from the clean prediction, which needs no label (use
+    `keras_adv.attacks.VirtualAdversarial` for the paper's power
+    iteration), and the clean prediction in the KL is a constant, as in the
+    authors' code. λ is the model's `adv_weight` (the paper's α, 1 by default).
+
+    Unlabeled examples: the supervised term is the compiled loss *with* the
+    sample weights, the VAT term is the plain mean over *every* example of
+    the batch. So feed unlabeled examples with `sample_weight=0` and any
+    valid placeholder label (e.g. 0); `keras_adv.datasets.with_unlabeled`
+    builds such `(x, y, sample_weight)` arrays.
+
+    Logged: `clean_loss` = the supervised term, `adv_loss` = the VAT term
+    (batch mean KL), `loss` = `clean_loss + λ·adv_loss`.
+    """
+
+    name = "vat"
+    needs_clean_for_attack = True
+    attack_loss = Trades.attack_loss  # KL(p_clean ‖ p(x')) from the fixed clean prediction
+
+    def __call__(self, *, y, y_clean, y_adv, sample_weight, compiled_loss, adv_weight,
+                 from_logits=None):
+        supervised = compiled_loss(y, y_clean, sample_weight)
+        vat = tf.reduce_mean(kl_divergence(tf.stop_gradient(y_clean), y_adv, from_logits))
+        return supervised + tf.cast(adv_weight, tf.float32) * vat, supervised, vat
+
+
 _REGISTRY: Dict[str, Type[Objective]] = {}
 
 
@@ -203,7 +235,7 @@ def register(cls: Type[Objective]) -> Type[Objective]:
     return cls
 
 
-for _cls in (CrossEntropyMixture, Madry, Trades, Mart):
+for _cls in (CrossEntropyMixture, Madry, Trades, Mart, VirtualAdversarialTraining):
     register(_cls)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 
-__all__ = ["small_cnn", "small_resnet", "tabular_mlp", "get", "available"]
+__all__ = ["small_cnn", "small_resnet", "tabular_mlp", "text_classifier", "get", "available"]
 
 
 def small_cnn(input_shape: Sequence[int] = (8, 8, 1), num_classes: int = 10, *, width: int = 32,
@@ -71,6 +71,76 @@ def small_resnet(input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10
                 size = (size + 1) // 2
             h = _residual_block(h, filters, stride, name=f"stage{stage + 1}_block{block + 1}")
     h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    outputs = keras.layers.Dense(num_classes, name="logits")(h)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="keras_adv")
+class ZeroPadding(keras.layers.Layer):
+    """Sets masked (padding) positions of a sequence to zero and consumes the mask.
+
+    Lets mask-unaware layers (convolutions) follow an `Embedding(mask_zero=True)`
+    without Keras' "destroys the mask" warning, while the embedding keeps
+    its mask (which inner-layer attacks read to leave padding alone).
+    """
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return inputs
+        return inputs * keras.ops.cast(keras.ops.expand_dims(mask, -1), inputs.dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+def text_classifier(vocab_size: int, num_classes: int = 2, *, sequence_length: Optional[int] = None,
+                    architecture: str = "cnn", embedding_dim: int = 64, width: int = 64,
+                    vectorizer=None,
+                    name: str = "text_classifier") -> keras.Model:
+    """A small text classifier that outputs logits; its `Embedding` is named `"embedding"`.
+
+    `AdversarialModel(model, attack=..., perturb_layer="embedding")` trains
+    it adversarially in embedding space (Miyato et al. 2017), and
+    `keras_adv.attacks.HotFlip` attacks its token ids.
+
+    Args:
+        vocab_size: number of token ids (0 is padding, masked).
+        num_classes: number of classes.
+        sequence_length: fixed input length, or None for variable length.
+        architecture: `"cnn"` (Kim 2014: convolutions of widths 3 and 5,
+            global max pooling) or `"bilstm"` (a bidirectional LSTM that
+            follows the padding mask) or `"bag"` (the mean of the
+            embeddings over the non-padding tokens, a bag-of-embeddings model).
+        embedding_dim: embedding size.
+        width: filters per convolution / LSTM units per direction.
+        vectorizer: optional adapted `keras.layers.TextVectorization`; the
+            model then takes raw strings (shape `(batch,)`) and vectorizes
+            inside.
+    """
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+        raise ValueError(f"`vocab_size` must be an integer >= 2, got {vocab_size!r}.")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+    if architecture not in ("cnn", "bilstm", "bag"):
+        raise ValueError(f"`architecture` must be 'cnn', 'bilstm' or 'bag', got {architecture!r}.")
+    if vectorizer is not None:
+        inputs = keras.Input((), dtype="string", name="text")
+        ids = vectorizer(inputs)
+    else:
+        inputs = keras.Input((sequence_length,), dtype="int32", name="token_ids")
+        ids = inputs
+    h = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(ids)
+    if architecture == "cnn":
+        h = ZeroPadding(name="zero_padding")(h)
+        branches = [keras.layers.GlobalMaxPooling1D()(
+            keras.layers.Conv1D(width, k, padding="same", activation="relu", name=f"conv{k}")(h))
+            for k in (3, 5)]
+        h = keras.layers.Concatenate()(branches)
+    elif architecture == "bilstm":
+        h = keras.layers.Bidirectional(keras.layers.LSTM(width), name="bilstm")(h)
+    else:
+        h = keras.layers.GlobalAveragePooling1D(name="mean_pool")(h)  # follows the mask
+    h = keras.layers.Dense(width, activation="relu")(h)
     outputs = keras.layers.Dense(num_classes, name="logits")(h)
     return keras.Model(inputs, outputs, name=name)
 

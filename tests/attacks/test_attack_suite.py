@@ -2,13 +2,21 @@
 
 import inspect
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_adv
 from keras_adv import attacks as A
 from keras_adv import norms
 from tests.attacks.conftest import accuracy, graph_fn
+
+@keras.saving.register_keras_serializable(package="keras_adv_tests")
+def _flatten(x):
+    """A differentiable stand-in for Flatten (exact here): BPDA then equals the plain attack."""
+    return tf.reshape(x, [tf.shape(x)[0], -1])
+
 
 # name -> (factory(epsilon), epsilon used for the budget check, norm)
 TABLE = {
@@ -25,7 +33,11 @@ TABLE = {
     "Square-l2": (lambda e: A.Square(e, queries=100, norm="l2"), 1.5, "l2"),
     "FAB": (lambda e: A.FAB(e, steps=10, n_target_classes=2), 0.3, "linf"),
     "AutoAttack": (lambda e: A.AutoAttack(e, steps=5, queries=20, n_target_classes=1), 0.3, "linf"),
+    "BPDA": (lambda e: A.BPDA(A.PGD(e, steps=10), substitutes={"Flatten": _flatten}), 0.3, "linf"),
+    "EOT": (lambda e: A.EOT(A.PGD(e, steps=10), samples=2), 0.3, "linf"),
+    "VirtualAdversarial": (lambda e: A.VirtualAdversarial(e, xi=1e-3), 2.0, "l2"),
 }
+# Token-id attacks (HotFlip: `discrete_inputs`) have their own tests (tests/attacks/test_hotflip.py).
 
 
 def test_table_covers_every_exported_attack():
@@ -33,6 +45,7 @@ def test_table_covers_every_exported_attack():
         name for name in A.__all__
         if inspect.isclass(getattr(A, name)) and issubclass(getattr(A, name), A.Attack)
         and name not in ("Attack", "GradientAttack")
+        and not getattr(getattr(A, name), "discrete_inputs", False)  # token ids: tests/attacks/test_hotflip.py
         and not issubclass(getattr(A, name), A.ConstrainedAttack)  # tabular: tests/attacks/test_tabular_attacks.py
     }
     covered = {type(f(0.1)).__name__ for f, _, _ in TABLE.values()}

@@ -1,0 +1,323 @@
+"""HotFlip: token substitutions ranked by one gradient through the embedding matrix."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Mapping, Optional, Sequence, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_adv import norms as norms_lib
+from keras_adv.attacks.attack import Attack
+from keras_adv.utils.validation import check_number
+
+__all__ = ["HotFlip", "TokenSubstitutions"]
+
+
+class TokenSubstitutions(norms_lib.Norm):
+    """The threat model of token attacks: the number of changed positions (an L0 count)."""
+
+    name = "l0"
+    p = 0.0
+
+    def norm(self, x):
+        x = tf.convert_to_tensor(x)
+        flat = tf.reshape(x, [tf.shape(x)[0], -1])
+        return tf.reduce_sum(tf.cast(tf.not_equal(flat, tf.zeros_like(flat)), tf.float32), axis=1)
+
+    def normalize(self, g):
+        raise NotImplementedError("Token substitutions have no gradient step; HotFlip ranks flips instead.")
+
+    def project(self, delta, epsilon):
+        raise NotImplementedError("Token substitutions are counted, not projected.")
+
+
+@keras.saving.register_keras_serializable(package="keras_adv")
+class HotFlip(Attack):
+    """HotFlip token substitutions (Ebrahimi, Rao, Lowd & Dou 2018, "HotFlip:
+    White-Box Adversarial Examples for Text Classification").
+
+    Greedy, at most `max_substitutions` = k changed positions per sequence.
+    Each step takes one gradient `g_t = ∂L/∂e_t` of the loss w.r.t. the
+    embedded sequence and ranks every substitution `x_t: a → b` by its
+    first-order gain `g_tᵀ(E_b − E_a)` (E the embedding matrix); the `top_k`
+    best are then checked with an exact forward pass and the one that raises
+    the loss most is applied (none if no candidate raises it). Positions are
+    changed at most once, padding (the embedding's mask) and
+    `protected_tokens` are never changed or introduced, and an example stops
+    once it is misclassified (on target when `targeted`). The threat model
+    is `TokenSubstitutions` (`norm.name == "l0"`): `evaluate_robustness`
+    with `epsilons=[1, 2, 3]` reports robust accuracy under ≤ k
+    substitutions.
+
+    Example:
+
+    ```python
+    attack = keras_adv.attacks.HotFlip(max_substitutions=2)
+    ids_adv = attack(text_model, token_ids, labels)       # int token ids out
+    report = keras_adv.evaluate_robustness(text_model, token_ids, labels,
+                                           attacks={"hotflip": attack}, epsilons=[1, 2, 3])
+    ```
+
+    Args:
+        max_substitutions: k ≥ 1, the most positions changed per sequence
+            (the attack's ε; `epsilon=` overrides it per call).
+        layer: the `Embedding` layer (name or layer); `None` finds the
+            model's only `keras.layers.Embedding`.
+        candidates: optional synonym table restricting each substitution
+            `a → b` to `b ∈ candidates[a]`: a dict `{token: [ids]}` or an
+            int array `(vocab, C)` padded with -1.
+        allowed_tokens: optional ids (or a boolean mask over the
+            vocabulary) that may be introduced; all others never are.
+        protected_tokens: ids never changed nor introduced; default
+            `(0, 1)`, `TextVectorization`'s padding and OOV tokens.
+        top_k: candidates per step checked with an exact forward pass.
+        targeted, loss, seed, name: see `keras_adv.attacks.Attack`.
+
+    The model's input must be token ids (`TextVectorization` outside the
+    model, e.g. in the `tf.data` pipeline). Memory per step is about
+    batch × length × vocabulary floats without a `candidates` table.
+    """
+
+    #: Works on integer token ids, not floating inputs in `bounds`.
+    discrete_inputs = True
+
+    def __init__(
+        self,
+        max_substitutions: int = 1,
+        *,
+        layer: Optional[str] = None,
+        candidates: Union[None, Mapping[int, Sequence[int]], np.ndarray, Sequence[Sequence[int]]] = None,
+        allowed_tokens: Union[None, Sequence[int], np.ndarray] = None,
+        protected_tokens: Sequence[int] = (0, 1),
+        top_k: int = 8,
+        targeted: bool = False,
+        loss=None,
+        seed: Optional[int] = None,
+        name: Optional[str] = None,
+        **kwargs,
+    ):
+        for ignored in ("epsilon", "norm", "bounds", "check_inputs"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise TypeError(f"HotFlip got unexpected arguments: {sorted(kwargs)}.")
+        k = check_number("max_substitutions", max_substitutions, minimum=1, integer=True)
+        from keras_adv import domains
+
+        # Token ids are non-negative integers; the norm placeholder is replaced below.
+        super().__init__(epsilon=k, norm="l2", domain=domains.Box(0.0, float("inf")), targeted=targeted,
+                         loss=loss, seed=seed, name=name)
+        self.norm = TokenSubstitutions()
+        self.max_substitutions = k
+        if layer is not None and not isinstance(layer, str):
+            layer = getattr(layer, "name", layer)
+        if layer is not None and not isinstance(layer, str):
+            raise TypeError(f"`layer` must be the name of an Embedding layer or None, got {layer!r}.")
+        self.layer = layer
+        self.candidates = _candidate_table(candidates)
+        self.allowed_tokens = _token_list("allowed_tokens", allowed_tokens)
+        self.protected_tokens = _token_list("protected_tokens", protected_tokens) or []
+        self.top_k = check_number("top_k", top_k, minimum=1, integer=True)
+        self._perturbations = weakref.WeakKeyDictionary()
+
+    # ------------------------------------------------------------ checks
+    def _validate_x(self, x):
+        if not tf.is_tensor(x):
+            x = np.asarray(x)
+            if x.dtype.kind in "USO":
+                raise TypeError(_STRINGS_MESSAGE)
+            if not np.issubdtype(x.dtype, np.integer):
+                raise TypeError(f"`x` must be integer token ids for HotFlip, got dtype {x.dtype}.")
+            x = tf.convert_to_tensor(x)
+        if x.dtype == tf.string:
+            raise TypeError(_STRINGS_MESSAGE)
+        if not x.dtype.is_integer:
+            raise TypeError(f"`x` must be integer token ids for HotFlip, got dtype {x.dtype.name}.")
+        if x.shape.rank is not None and x.shape.rank != 2:
+            raise ValueError(f"`x` must be token ids of shape (batch, length), got shape {x.shape}.")
+        return x
+
+    def _perturbation(self, model):
+        from keras_adv.models.inner_layer import LayerPerturbation, find_layer
+
+        lp = self._perturbations.get(model)
+        if lp is None:
+            if self.layer is None:
+                from keras_adv.models.inner_layer import _all_layers
+
+                embeddings = [l for l in _all_layers(model) if isinstance(l, keras.layers.Embedding)]
+                if len(embeddings) != 1:
+                    raise ValueError(
+                        f"HotFlip needs `layer=`: model {getattr(model, 'name', model)!r} has "
+                        f"{len(embeddings)} Embedding layers ({[l.name for l in embeddings]})."
+                    )
+                layer = embeddings[0]
+            else:
+                layer = find_layer(model, self.layer, argument="layer")
+            if not hasattr(layer, "embeddings"):
+                raise TypeError(
+                    f"`layer`={layer.name!r} is a {type(layer).__name__}; HotFlip needs an Embedding "
+                    "layer (with an `embeddings` matrix)."
+                )
+            lp = LayerPerturbation(model, layer)
+            self._perturbations[model] = lp
+        return lp
+
+    # -------------------------------------------------------------- call
+    def __call__(self, model, x, y, *, epsilon=None, seed=None, loss=None):
+        """Returns token ids with at most k substitutions per sequence (k = `epsilon` or `max_substitutions`)."""
+        from keras_adv import losses as losses_lib
+
+        x = self._validate_x(x)
+        y = self._validate_y(y, x)
+        k = self.max_substitutions if epsilon is None else epsilon
+        if isinstance(k, (int, float)):
+            check_number("epsilon", k, minimum=0.0)
+        k = tf.cast(tf.round(tf.cast(k, tf.float32)), tf.int32)
+        loss_fn = losses_lib.per_example(loss if loss is not None else self.loss) or losses_lib.crossentropy
+        return tf.stop_gradient(self._flip(model, x, y, k, loss_fn))
+
+    def perturb(self, model, x, y, epsilon, seed, loss_fn):
+        return self._flip(model, x, y, tf.cast(epsilon, tf.int32), loss_fn)
+
+    def _token_masks(self, vocab):
+        """(allowed as a replacement, protected) boolean vectors over the vocabulary."""
+        def mask_of(ids):
+            ids = [i for i in ids if 0 <= i]
+            if not ids:
+                return tf.zeros([vocab], tf.bool)
+            ids = tf.constant(ids, tf.int32)
+            ids = tf.boolean_mask(ids, ids < vocab)
+            return tf.scatter_nd(ids[:, None], tf.ones_like(ids, tf.bool), [vocab])
+
+        protected = mask_of(self.protected_tokens)
+        allowed = tf.ones([vocab], tf.bool) if self.allowed_tokens is None else mask_of(self.allowed_tokens)
+        return allowed & ~protected, protected
+
+    def _flip(self, model, x, y, k, loss_fn):
+        lp = self._perturbation(model)
+        table = lp.layer.embeddings
+        emb = tf.cast(tf.convert_to_tensor(table), tf.float32)
+        vocab = tf.shape(emb)[0]
+        introducible, protected = self._token_masks(vocab)
+        x_orig = tf.cast(x, tf.int32)
+        length = tf.shape(x_orig)[1]
+        m = self.top_k
+        neg_inf = tf.constant(-np.inf, tf.float32)
+        if self.candidates is not None:
+            cand_table = tf.constant(np.asarray(self.candidates, np.int32))
+            rows = tf.shape(cand_table)[0]
+            cand_table = tf.pad(cand_table, [[0, tf.maximum(vocab - rows, 0)], [0, 0]], constant_values=-1)
+            cand = tf.gather(cand_table, x_orig)                                   # (B, T, C)
+            cand = tf.where(cand < vocab, cand, -1)
+
+        def step(i, x_cur, changed):
+            grad, objective, outputs, e, mask = lp.gradient(self, x_cur, y, loss_fn)
+            done = self.is_successful(outputs, y)
+            g_dot_e = tf.reduce_sum(grad * e, axis=-1)                            # (B, T)
+            pos_ok = (mask[..., 0] > 0) & ~changed & ~tf.gather(protected, x_cur)
+            if self.candidates is None:
+                scores = tf.einsum("btd,vd->btv", grad, emb) - g_dot_e[..., None]
+                ok = (pos_ok[..., None] & introducible[None, None, :]
+                      & tf.not_equal(tf.range(vocab)[None, None, :], x_cur[..., None]))
+                width = vocab
+                tokens_of = lambda flat_idx: flat_idx % width  # noqa: E731
+            else:
+                safe = tf.maximum(cand, 0)
+                scores = tf.einsum("btd,btcd->btc", grad, tf.gather(emb, safe)) - g_dot_e[..., None]
+                ok = (pos_ok[..., None] & (cand >= 0) & tf.gather(introducible, safe)
+                      & tf.not_equal(cand, x_cur[..., None]))
+                width = tf.shape(cand)[-1]
+                flat_cand = tf.reshape(cand, [tf.shape(cand)[0], -1])
+                tokens_of = lambda flat_idx: tf.gather(flat_cand, flat_idx, batch_dims=1)  # noqa: E731
+            scores = tf.where(ok, scores, neg_inf)
+            flat = tf.reshape(scores, [tf.shape(scores)[0], -1])
+            top_scores, top_idx = tf.math.top_k(flat, k=tf.minimum(m, tf.shape(flat)[1]))
+            top_pos = top_idx // width                                            # (B, m)
+            top_tok = tokens_of(top_idx)                                          # (B, m)
+            # Exact check of the m candidates: one batched forward pass.
+            one_hot = tf.one_hot(top_pos, length, on_value=True, off_value=False, dtype=tf.bool)  # (B,m,T)
+            x_try = tf.where(one_hot, top_tok[..., None], x_cur[:, None, :])
+            mm = tf.shape(x_try)[1]
+            flat_try = tf.reshape(x_try, [-1, length])
+            out_try = model(tf.cast(flat_try, x.dtype), training=False)
+            obj_try = self.objective(loss_fn, tf.repeat(y, mm, axis=0), out_try)
+            obj_try = tf.reshape(obj_try, [-1, mm])
+            obj_try = tf.where(tf.math.is_finite(top_scores), obj_try, neg_inf)
+            best = tf.argmax(obj_try, axis=1, output_type=tf.int32)
+            best_obj = tf.gather(obj_try, best, batch_dims=1)
+            improve = (best_obj > objective) & ~done
+            x_best = tf.gather(x_try, best, batch_dims=1)
+            pos_best = tf.gather(top_pos, best, batch_dims=1)
+            x_cur = tf.where(improve[:, None], x_best, x_cur)
+            changed = changed | (improve[:, None] & tf.one_hot(pos_best, length, on_value=True,
+                                                                 off_value=False, dtype=tf.bool))
+            return i + 1, x_cur, changed
+
+        _, x_adv, _ = tf.while_loop(
+            lambda i, *_: i < k, step,
+            (tf.constant(0), x_orig, tf.zeros_like(x_orig, tf.bool)),
+        )
+        return tf.cast(x_adv, x.dtype)
+
+    # ------------------------------------------------------ serialization
+    def get_config(self):
+        return {
+            "max_substitutions": self.max_substitutions,
+            "layer": self.layer,
+            "candidates": self.candidates,
+            "allowed_tokens": self.allowed_tokens,
+            "protected_tokens": list(self.protected_tokens),
+            "top_k": self.top_k,
+            "targeted": self.targeted,
+            "loss": None if self.loss is None else keras.saving.serialize_keras_object(self.loss),
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+
+_STRINGS_MESSAGE = (
+    "`x` holds strings: HotFlip substitutes token ids. Vectorize outside the model "
+    "(ids = vectorizer(texts)) and attack the classifier that takes the ids."
+)
+
+
+def _token_list(name, tokens):
+    """A sorted list of token ids from ids or a boolean mask (None stays None)."""
+    if tokens is None:
+        return None
+    arr = np.asarray(tokens)
+    if arr.dtype == bool:
+        arr = np.flatnonzero(arr)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"`{name}` must be a list of token ids or a boolean mask over the vocabulary, got {tokens!r}.")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"`{name}` must hold non-negative token ids, got {tokens!r}.")
+    return sorted(int(t) for t in arr)
+
+
+def _candidate_table(candidates):
+    """A JSON-able (rows, C) table of replacement ids padded with -1, or None."""
+    if candidates is None:
+        return None
+    if isinstance(candidates, Mapping):
+        if not candidates:
+            raise ValueError("`candidates` is empty.")
+        keys = [int(k) for k in candidates]
+        if min(keys) < 0:
+            raise ValueError("`candidates` keys must be non-negative token ids.")
+        width = max(1, max(len(list(v)) for v in candidates.values()))
+        table = np.full((max(keys) + 1, width), -1, np.int64)
+        for key, values in candidates.items():
+            values = [int(v) for v in values]
+            table[int(key), :len(values)] = values
+    else:
+        table = np.asarray(candidates)
+        if table.ndim != 2 or not np.issubdtype(table.dtype, np.integer):
+            raise ValueError(
+                "`candidates` must be a dict {token: [replacement ids]} or an integer array "
+                f"(vocab, C) padded with -1, got shape {table.shape} and dtype {table.dtype}."
+            )
+    return table.astype(np.int64).tolist()
