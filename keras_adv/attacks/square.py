@@ -50,6 +50,9 @@ class Square(Attack):
         **kwargs: `bounds`, `targeted`, `seed`, `name` (see `keras_adv.attacks.Attack`).
     """
 
+    # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
+    _few_classes_ok = False
+
     gradient_free = True
     requires_images = True
     supported_norms = ("linf", "l2")
@@ -78,7 +81,7 @@ class Square(Attack):
         return self.p_init / tf.pow(2.0, halvings)
 
     def _loss(self, model, x_adv, labels):
-        scores = _scores.class_scores(model(x_adv, training=False), type(self).__name__)
+        scores = _scores.class_scores(model(x_adv, training=False), type(self).__name__, self._few_classes_ok)
         z_y, z_other = _scores.true_and_other(scores, labels)
         # Minimised; negative once the attack succeeds.
         return (z_other - z_y) if self.targeted else (z_y - z_other)
