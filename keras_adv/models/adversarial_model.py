@@ -479,7 +479,7 @@ class AdversarialModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        data_checks.batch_checks(self, y, sample_weight)
+        y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
         objective = self._objective
         attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
         x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
@@ -503,7 +503,7 @@ class AdversarialModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        data_checks.batch_checks(self, y, sample_weight)
+        y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
         if self.eval_attack is not None:
             x_adv = self._craft(self.eval_attack, x, y, None, self._attack_loss(self.eval_attack))
         else:

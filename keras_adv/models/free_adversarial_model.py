@@ -80,7 +80,7 @@ class FreeAdversarialModel(AdversarialModel):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_single_input(x)
-        data_checks.batch_checks(self, y, sample_weight)
+        y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
         attack = self.attack
         # float32 (the perturbation stays float32 under mixed precision), finite and inside the bounds.
         x = attack._validate_x(tf.cast(x, tf.float32))

@@ -112,6 +112,18 @@ def _as_array(name, v):
 def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefix="") -> None:
     """Checks in-memory data before `fit`/`evaluate`; raises `ValueError`/`TypeError` naming the argument."""
     p = arg_prefix
+    if getattr(model, "perturb_layer", None) is not None:
+        # Inner-layer perturbation (text): the inputs are token ids or strings, the attack acts on
+        # the named layer's output; the input checks of the attack's bounds do not apply to them.
+        n = len(x)
+        if n == 0:
+            raise ValueError(f"`{p}x` is empty: there is nothing to train on or evaluate.")
+        if y is not None:
+            y = _as_array(f"{p}y", y)
+            if len(y) != n:
+                raise ValueError(f"`{p}x` and `{p}y` must have the same length, got {n} and {len(y)}.")
+            _check_labels(f"{p}y", y, _loss_kind(getattr(model, "loss", None)), num_classes(model))
+        return
     x = _as_array(f"{p}x", x)
     if x.ndim == 0:
         raise ValueError(f"`{p}x` must be batched, shape (examples, ...), got a scalar.")
@@ -121,7 +133,8 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(
             f"`{p}x` must be floating point, scaled to the attack bounds {bounds}; got dtype {x.dtype}. "
-            "Convert integer images first, e.g. x.astype('float32') / 255."
+            "Convert integer images first, e.g. x.astype('float32') / 255; for the token ids of a text "
+            "model pass `perturb_layer=` (e.g. perturb_layer='embedding') or attack with HotFlip."
         )
     expected = input_shape(model)
     if expected is not None and (len(expected) != x.ndim or any(
@@ -206,23 +219,33 @@ def _check_dataset(name, data):
 
 
 # ------------------------------------------------------------- in graph
-def batch_checks(model, y, sample_weight) -> None:
+def batch_checks(model, y, sample_weight):
     """In-graph checks of one batch's labels and sample weights (asserts named with `MARKER`).
 
-    Called at the start of the train/test steps, so (with tf.function's
-    automatic control dependencies) a failing check stops the step before
-    its weight update. `x` is checked by the attack (finite, in bounds).
+    Returns `(y, sample_weight)` gated on the checks: every op of the step that
+    reads them (the attack, the losses, a label gather) runs only after the
+    checks passed, so a bad batch raises the named error — never a raw op error
+    such as an out-of-range gather — and stops the step before its weight update.
+    `x` is checked by the attack (finite, in bounds).
     """
     kind = _loss_kind(getattr(model, "loss", None))
     classes = num_classes(model)
+    checks = []
     if kind == "sparse" and y is not None and classes is not None and (y.dtype.is_integer or y.dtype.is_floating):
         in_range = tf.reduce_all((y >= tf.cast(0, y.dtype)) & (y < tf.cast(classes, y.dtype)))
-        tf.debugging.Assert(in_range, [f"{MARKER} `y` has labels outside [0, {classes}) (the model has "
-                                       f"{classes} classes); min/max label in the batch:",
-                                       tf.reduce_min(y), tf.reduce_max(y)])
+        checks.append(tf.debugging.Assert(in_range, [
+            f"{MARKER} `y` has labels outside [0, {classes}) (the model has "
+            f"{classes} classes); min/max label in the batch:", tf.reduce_min(y), tf.reduce_max(y)]))
     if sample_weight is not None and sample_weight.dtype.is_floating:
         ok = tf.reduce_all(tf.math.is_finite(sample_weight) & (sample_weight >= 0))
-        tf.debugging.Assert(ok, [f"{MARKER} `sample_weight` contains NaN, infinite or negative values."])
+        checks.append(tf.debugging.Assert(
+            ok, [f"{MARKER} `sample_weight` contains NaN, infinite or negative values."]))
+    if not checks:
+        return y, sample_weight
+    with tf.control_dependencies(checks):
+        y = tf.nest.map_structure(tf.identity, y) if y is not None else None
+        sample_weight = tf.identity(sample_weight) if sample_weight is not None else None
+    return y, sample_weight
 
 
 def assert_finite_loss(loss) -> None:
