@@ -14,6 +14,9 @@ Everything else in the package uses the public Keras 3 and TensorFlow API only
   itself, so the logged values and gradients are the same on every version.
   Public API only (`keras.__version__`, `tf.distribute`), but version-specific.
 * `replica_id()`: the replica's index, used to fold per-replica random starts.
+* `multi_worker_fit(model)`: the one private hook, a version-guarded
+  workaround for keras-team/keras#20585 so that Keras' own `fit` runs under
+  `MultiWorkerMirroredStrategy` (see its docstring).
 * `intercept_layer_output()`: adds a perturbation to an inner layer's output
   while a model runs (text models: `perturb_layer="embedding"`).
 
@@ -24,6 +27,7 @@ was verified on.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 
 import keras
@@ -33,15 +37,17 @@ __all__ = [
     "MIN_KERAS",
     "MIN_TENSORFLOW",
     "check_versions",
+    "has_accelerator",
     "num_replicas",
     "replica_id",
     "keras_loss_scale",
+    "multi_worker_fit",
     "version_tuple",
     "intercept_layer_output",
 ]
 
 # Measured floors (scripts/check_min_versions.sh; docs/compatibility.md).
-MIN_KERAS = "3.8.0"
+MIN_KERAS = "3.0.0"
 MIN_TENSORFLOW = "2.16.1"
 
 
@@ -59,7 +65,13 @@ TF_VERSION = version_tuple(tf.__version__)
 
 
 def check_versions() -> None:
-    """Raises `ImportError` (one line) when Keras or TensorFlow is older than the floor."""
+    """Raises `ImportError` (one line) when Keras or TensorFlow is older than the floor.
+
+    `KERAS_ADV_SKIP_VERSION_CHECK=1` skips it (used by scripts/check_min_versions.sh
+    to measure the floor on older releases).
+    """
+    if os.environ.get("KERAS_ADV_SKIP_VERSION_CHECK") == "1":
+        return
     if KERAS_VERSION < version_tuple(MIN_KERAS):
         raise ImportError(
             f"keras_adv needs keras>={MIN_KERAS}, found keras {keras.__version__}: "
@@ -70,6 +82,11 @@ def check_versions() -> None:
             f"keras_adv needs tensorflow>={MIN_TENSORFLOW}, found tensorflow {tf.__version__}: "
             f"pip install -U 'tensorflow>={MIN_TENSORFLOW}'"
         )
+
+
+def has_accelerator() -> bool:
+    """Whether TensorFlow sees a GPU or TPU (public `tf.config`)."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 # ------------------------------------------------------------ tf.distribute
@@ -90,8 +107,9 @@ def keras_loss_scale() -> float:
     """The factor a compiled Keras loss applies to its value under the current strategy.
 
     Keras >= 3.8 divides by the replica count (`keras.losses.Loss.__call__`
-    calls `scale_loss_for_distribution`); 3.0-3.7 did not. Verified on Keras
-    3.7.0, 3.8.0 and 3.15.1 (source and tests/models/test_distribute.py).
+    calls `scale_loss_for_distribution`); 3.0-3.7 did not (read in the sources of
+    3.0.0, 3.5.0, 3.7.0, 3.8.0; run on 3.15.1 in tests/models/test_distribute.py and
+    tests/models/test_multi_worker.py).
     """
     replicas = num_replicas()
     if replicas > 1 and KERAS_VERSION >= (3, 8, 0):
@@ -99,6 +117,71 @@ def keras_loss_scale() -> float:
     return 1.0
 
 
+# ------------------------------------------- multi-worker fit (keras#20585)
+def _is_multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+@contextlib.contextmanager
+def multi_worker_fit(model):
+    """Lets Keras' own `fit`/`evaluate` run under `MultiWorkerMirroredStrategy`.
+
+    Keras' TensorFlow trainer fails there even for a plain `keras.Sequential`
+    (keras-team/keras#20585, open since TF 2.16): (1) `_maybe_symbolic_build`
+    reduces a `PerReplica` batch eagerly with `strategy.reduce("MEAN", ...)`,
+    which cannot convert it to a tensor; (2) `reduce_per_replica` reduces the
+    step's scalar logs with `strategy.reduce("MEAN", v, axis=0)`, an invalid axis
+    for a scalar. For the duration of one `fit`/`evaluate` call of `model` (and
+    only under that strategy), this (1) builds the model symbolically from this
+    worker's first local batch (only its shapes matter) and (2) reduces the logs
+    with `axis=None` (a mean across replicas; the metric variables are already
+    aggregated across replicas, so the values agree). Nothing else changes.
+
+    Private hooks, hence here: `keras.src.backend.tensorflow.trainer`'s
+    `reduce_per_replica` and `TensorFlowTrainer._maybe_symbolic_build` /
+    `_symbolic_build`. Verified on Keras 3.15.1 with TF 2.21 (two workers on
+    localhost, tests/models/test_multi_worker.py). Where those names do not
+    exist (a Keras that restructured its trainer) nothing is patched. Remove
+    when keras-team/keras#20585 is fixed.
+    """
+    strategy = model.distribute_strategy
+    if not _is_multi_worker(strategy):
+        yield
+        return
+    import importlib
+
+    trainer_module = importlib.import_module("keras.src.backend.tensorflow.trainer")
+    original_reduce = getattr(trainer_module, "reduce_per_replica", None)
+    symbolic_build = getattr(model, "_symbolic_build", None)
+    if original_reduce is None or symbolic_build is None or not hasattr(model, "_maybe_symbolic_build"):
+        yield
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and _is_multi_worker(strategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original_reduce(values, strategy, reduction)
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues) else v,
+                    batch,
+                )
+                break
+        with strategy.scope():
+            symbolic_build(data_batch=data_batch)
+
+    trainer_module.reduce_per_replica = reduce_per_replica
+    model.__dict__["_maybe_symbolic_build"] = maybe_symbolic_build
+    try:
+        yield
+    finally:
+        trainer_module.reduce_per_replica = original_reduce
+        model.__dict__.pop("_maybe_symbolic_build", None)
 # --------------------------------------------------------------------------
 # Inner-layer perturbation (text helper). Verified on Keras 3.15 / TF 2.21.
 # Relies on: `Layer.__call__` running the layer through the attribute

@@ -10,7 +10,9 @@ is in `keras_adv._compat`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 from typing import Optional
 
 import keras
@@ -114,10 +116,11 @@ class AdversarialModel(keras.Model):
             so replicas attack their shards with different random starts.
         fuse_passes: run the clean and adversarial training forwards as one
             concatenated batch (one pass of the network instead of two).
-            `None` (default): fuse when the objective differentiates both
-            passes and the base model has no batch-dependent layer
-            (`BatchNormalization`), where fusing is exactly the same
-            computation. `True`: fuse also with BatchNorm, which then
+            `None` (default): fuse on a GPU/TPU when the objective
+            differentiates both passes and the base model has no
+            batch-dependent layer (`BatchNormalization`), where fusing is
+            exactly the same computation; on CPU two passes (measured faster
+            there). `True`: fuse also with BatchNorm, which then
             normalises with the statistics of the mixed clean+adversarial
             batch and updates its moving averages once per step with them
             (the joint-statistics choice); `False`: two separate passes, BatchNorm
@@ -193,7 +196,10 @@ class AdversarialModel(keras.Model):
 
         self._adv_weight = keras.Variable(adv_weight, trainable=False, name="adv_weight", dtype="float32")
         self._epsilon = keras.Variable(self.attack.epsilon, trainable=False, name="epsilon", dtype="float32")
-        self._seed_generator = keras.random.SeedGenerator(self.seed, name="adversarial_seed")
+        try:
+            self._seed_generator = keras.random.SeedGenerator(self.seed, name="adversarial_seed")
+        except ValueError:  # Keras < 3.1 takes no `name`
+            self._seed_generator = keras.random.SeedGenerator(self.seed)
         self._total_loss_tracker = keras.metrics.Mean(name="loss")
         self._clean_loss_tracker = keras.metrics.Mean(name="clean_loss")
         self._adv_loss_tracker = keras.metrics.Mean(name="adv_loss")
@@ -291,7 +297,20 @@ class AdversarialModel(keras.Model):
                 logs.update({prefix + k: v for k, v in result.items()})
             else:
                 logs[prefix + metric.name] = result
+        if tf.executing_eagerly():  # plain Python numbers, as Keras' own (3.0-3.7 relied on it)
+            logs = {k: _to_python(v) for k, v in logs.items()}
         return logs
+
+    # ------------------------------------------------------ fit / evaluate
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; also under `MultiWorkerMirroredStrategy` (see `keras_adv._compat`)."""
+        with _compat.multi_worker_fit(self):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`; also under `MultiWorkerMirroredStrategy`."""
+        with _compat.multi_worker_fit(self):
+            return super().evaluate(*args, **kwargs)
 
     # ---------------------------------------------------------- the steps
     def _attack_loss(self, attack, objective_loss=None):
@@ -420,9 +439,13 @@ class AdversarialModel(keras.Model):
             return False
         if self.fuse_passes:
             return True
-        # Auto: only where fusing is the very same computation. Batch statistics live in
-        # BatchNormalization (moving statistics are non-trainable weights, so a model with none
-        # has no hidden batch-statistics layer either, even inside custom layers).
+        # Auto: only on an accelerator (on a 2-core CPU one pass over the doubled batch measured
+        # slower than two passes: benchmarks/results/fit_overhead.md), and only where fusing is
+        # the very same computation. Batch statistics live in BatchNormalization (moving
+        # statistics are non-trainable weights, so a model with none has no hidden
+        # batch-statistics layer either, even inside custom layers).
+        if not _compat.has_accelerator():
+            return False
         base = self.base_model
         if base.non_trainable_weights:
             return False
@@ -584,7 +607,11 @@ class AdversarialModel(keras.Model):
         fn = tf.function(serve, input_signature=[spec], autograph=False)
         archive.add_endpoint("serve", fn)
         archive.add_endpoint("serving_default", fn)
-        archive.write_out(filepath, verbose=bool(verbose))
+        if _accepts(archive.write_out, "verbose"):
+            archive.write_out(filepath, verbose=bool(verbose))
+        else:  # Keras < 3.6 has no `verbose`: keep its output for verbose=True only
+            with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+                archive.write_out(filepath)
         if verbose is None:
             out = fn.get_concrete_function().structured_outputs["predictions"]
             print(
@@ -592,6 +619,11 @@ class AdversarialModel(keras.Model):
                 f"{name}: {spec.dtype.name}{_shape_str(spec.shape)}) -> "
                 f"predictions: {out.dtype.name}{_shape_str(out.shape)}"
             )
+
+
+def _to_python(value):
+    value = keras.ops.convert_to_numpy(value)
+    return value.item() if value.ndim == 0 else value
 
 
 def _shape_str(shape):

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
+from keras_adv.attacks.gradients import value_and_gradient
 from keras_adv.utils.validation import check_number
 from keras_adv.models.adversarial_model import AdversarialModel
 
@@ -93,22 +94,19 @@ class FreeAdversarialModel(AdversarialModel):
         if not objective.needs_clean_gradient:
             y_clean = self(x, training=False)  # for the clean loss and metrics only
         for _ in range(self.replays):
-            with tf.GradientTape() as tape:
-                tape.watch(delta)
-                x_adv = x + delta
+            def forward(delta):
                 y_clean_r = self(x, training=True) if objective.needs_clean_gradient else y_clean
-                y_adv = self(x_adv, training=True)
+                y_adv = self(x + delta, training=True)
                 total, clean, adv = self._total_loss(x, y, y_clean_r, y_adv, sample_weight)
-                scaled = self._loss_for_gradient(total)
+                return self._loss_for_gradient(total), (total, clean, adv, y_clean_r, y_adv)
+
+            # One backward pass gives the weight and the input gradients (the shared helper
+            # raises NoInputGradientError for a model without input gradient).
+            (_, (total, clean, adv, y_clean_r, y_adv)), grad_delta, grads = value_and_gradient(
+                forward, delta, sources=weights, name=type(self).__name__,
+                hint="Free adversarial training needs it: use AdversarialModel with a gradient-free attack.")
             self._track(x, total, clean, adv)
-            grads = tape.gradient(scaled, list(weights) + [delta])
-            grad_delta = grads[-1]
-            if grad_delta is None:
-                raise ValueError(
-                    "The model has no gradient with respect to its input, which free "
-                    "adversarial training needs."
-                )
-            self.optimizer.apply_gradients(zip(grads[:-1], weights))
+            self.optimizer.apply_gradients(zip(grads, weights))
             # Loss scaling (mixed_float16) rescales the gradient; normalize() removes the scale.
             delta = attack.enforce_budget(
                 x, x + delta + step * attack.norm.normalize(tf.cast(grad_delta, tf.float32)), eps
