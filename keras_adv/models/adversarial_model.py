@@ -465,14 +465,15 @@ class AdversarialModel(keras.Model):
 
     def _training_forwards(self, x, x_adv):
         """Clean and adversarial outputs in training mode: one fused pass, or two."""
-        n = tf.shape(x)[0]
         if self._perturbation is not None:  # x_adv is the inner layer's δ
             if self._fuses():
+                n = tf.shape(x)[0]
                 delta = tf.concat([tf.zeros_like(x_adv), x_adv], axis=0)
                 both = self._perturbation.forward(tf.concat([x, x], axis=0), delta, training=True)
                 return both[:n], both[n:]
             return self(x, training=True), self._adversarial_forward(x, x_adv, training=True)
         if self._fuses() and not isinstance(x, dict):  # (dicts of named features: two passes)
+            n = tf.shape(x)[0]
             both = self(tf.concat([x, tf.cast(x_adv, x.dtype)], axis=0), training=True)
             return both[:n], both[n:]
         return self(x, training=True), self(x_adv, training=True)
