@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 # Measured floors (scripts/check_min_versions.sh; docs/compatibility.md).
-MIN_KERAS = "3.0.0"
+MIN_KERAS = "3.8.0"
 MIN_TENSORFLOW = "2.16.1"
 
 
