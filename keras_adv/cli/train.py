@@ -54,6 +54,13 @@ def prepare_output(path: str, overwrite: bool):
     os.makedirs(path, exist_ok=True)
 
 
+def _is_ensemble(cls) -> bool:
+    """AutoAttack keeps its own members' step counts (the judges' `--eval-steps` is for PGD)."""
+    from keras_adv.attacks import AutoAttack
+
+    return issubclass(cls, AutoAttack)
+
+
 def _judges(args, epsilon, domain=None):
     """The judging attacks, by name: stronger than the training attack, never the training attack itself."""
     names = inputs.parse_list(args.judges, "--judges")
@@ -62,7 +69,7 @@ def _judges(args, epsilon, domain=None):
     judges = {}
     for name in names:
         cls = lookup_attack(name)
-        attack = make_attack(name, epsilon, steps=args.eval_steps if cls.__name__ not in ("AutoAttack",) else None,
+        attack = make_attack(name, epsilon, steps=None if _is_ensemble(cls) else args.eval_steps,
                              restarts=args.eval_restarts, seed=args.seed,
                              options=None if domain is None else {"domain": domain})
         judges[_judge_name(attack)] = attack
