@@ -9,6 +9,13 @@ Run from the repository root:
 
     PYTHONPATH=. python benchmarks/attack_parity.py            # full run (~15 min on 2 CPU cores)
     PYTHONPATH=. python benchmarks/attack_parity.py --quick    # smoke test
+    PYTHONPATH=. /work/venvs/evalscale/bin/python benchmarks/attack_parity.py --autoattack --n 150
+        # only AutoAttack vs ART's AutoAttack (benchmarks/results/autoattack_vs_art.{json,md})
+
+The benchmark environment (peers see our TensorFlow; nothing is downgraded):
+
+    python -m venv --system-site-packages /work/venvs/evalscale
+    /work/venvs/evalscale/bin/pip install --no-deps adversarial-robustness-toolbox cleverhans multiprocess dill
 
 Prints markdown tables and writes benchmarks/results/attack_parity.md.
 Speeds are examples/second measured in this one run, after one warm-up call
@@ -89,11 +96,78 @@ def art_classifier(model):
     )
 
 
+def autoattack_vs_art(n: int, epochs: int = 12, eps: float = 0.2):
+    """keras_adv's AutoAttack against IBM ART's on one adversarially trained model and the same points.
+
+    Interleaved: keras_adv (cold: a fresh attack object, tracing included), ART, keras_adv again
+    (warm). Robust accuracy = correct clean AND under attack on the first `n` test digits.
+    """
+    import json
+
+    from art.attacks.evasion import AutoAttack as ArtAutoAttack
+
+    (x_train, y_train), (x_test, y_test) = load_digits()
+    robust = train_adversarial(x_train, y_train, epochs)
+    x, y = x_test[:n], y_test[:n]
+    clean_ok = robust.predict(x, verbose=0).argmax(1) == y
+
+    def robust_acc(xa):
+        return float(np.mean(clean_ok & (robust.predict(xa, verbose=0).argmax(1) == y)))
+
+    runs = {}
+    t0 = time.perf_counter()
+    xa = A.AutoAttack(eps, seed=0).generate(robust, x, y, batch_size=256, verbose=1)
+    runs["keras_adv AutoAttack standard (cold: tracing included)"] = (robust_acc(xa), time.perf_counter() - t0)
+    art = ArtAutoAttack(art_classifier(robust), norm=np.inf, eps=eps, eps_step=eps / 4, batch_size=n)
+    t0 = time.perf_counter()
+    xa = art.generate(x, y=y)
+    runs["IBM ART AutoAttack (defaults)"] = (robust_acc(xa), time.perf_counter() - t0)
+    warm = A.AutoAttack(eps, seed=0)
+    warm.generate(robust, x[:8], y[:8], verbose=0)  # tracing
+    t0 = time.perf_counter()
+    xa = warm.generate(robust, x, y, batch_size=256, verbose=0)
+    runs["keras_adv AutoAttack standard (warm)"] = (robust_acc(xa), time.perf_counter() - t0)
+    art_acc, art_s = runs["IBM ART AutoAttack (defaults)"]
+    cold_acc, cold_s = runs["keras_adv AutoAttack standard (cold: tracing included)"]
+    result = {
+        "benchmark": "autoattack_vs_art",
+        "model": f"digits small_cnn, PGD-7 adversarial training (madry, ε={eps}), {epochs} epochs",
+        "points": f"first {n} test digits", "epsilon": eps, "norm": "linf",
+        "clean_accuracy": float(clean_ok.mean()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), TF {tf.__version__}",
+        "keras_adv_members": "APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000 queries); 100 steps",
+        "art_members": "APGD-CE ×5 restarts, APGD-DLR ×5 restarts, DeepFool, Square 5000 queries ×5 restarts",
+        "runs": [{"run": k, "robust_accuracy": a, "seconds": s} for k, (a, s) in runs.items()],
+        "speedup_cold_vs_art": art_s / cold_s,
+        "robust_accuracy_le_art": cold_acc <= art_acc,
+    }
+    lines = ["# AutoAttack: keras_adv vs IBM ART", "",
+             f"{result['model']}; {result['points']} (clean accuracy {result['clean_accuracy']:.3f}); "
+             f"L∞ ε={eps}; {result['machine']}. Robust accuracy counts a point only if it is correct clean "
+             "and under attack. Runs interleaved in this order.", "",
+             f"keras_adv members: {result['keras_adv_members']}. ART defaults: {result['art_members']}.", "",
+             "| run | robust accuracy | seconds |", "|---|---|---|"]
+    lines += [f"| {k} | {a:.3f} | {s:.1f} |" for k, (a, s) in runs.items()]
+    lines += ["", f"Speed-up (ART time / keras_adv cold time, tracing included): **{result['speedup_cold_vs_art']:.1f}×**; "
+              f"robust accuracy keras_adv {cold_acc:.3f} vs ART {art_acc:.3f} "
+              f"({'≤ ART: at least as strong' if cold_acc <= art_acc else 'ABOVE ART: weaker'})."]
+    text = "\n".join(lines)
+    print(text)
+    os.makedirs("benchmarks/results", exist_ok=True)
+    with open("benchmarks/results/autoattack_vs_art.json", "w") as f:
+        json.dump(result, f, indent=2)
+    with open("benchmarks/results/autoattack_vs_art.md", "w") as f:
+        f.write(text + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--autoattack", action="store_true", help="only AutoAttack vs ART's AutoAttack")
     parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
+    if args.autoattack:
+        return autoattack_vs_art(args.n)
     q = args.quick
     n = 40 if q else args.n
     cw_steps, cw_bss = (20, 3) if q else (50, 5)

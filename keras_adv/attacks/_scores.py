@@ -15,17 +15,24 @@ from keras_adv.attacks.attack import _batch_mask, _single_output
 _BIG = 1e9
 
 
-def class_scores(outputs, attack_name: str) -> tf.Tensor:
-    """Checks that `outputs` are per-class scores (batch, classes ≥ 2); returns log-probabilities."""
+def class_scores(outputs, attack_name: str, allow_single_unit: bool = False) -> tf.Tensor:
+    """Checks that `outputs` are per-class scores (batch, classes ≥ 2); returns log-probabilities.
+
+    With `allow_single_unit` (AutoAttack's members), a single sigmoid unit is
+    accepted and becomes two class log-probabilities (see `to_log_probs`).
+    """
     outputs = _single_output(outputs)
     shape = outputs.shape
-    if shape.rank is not None and shape.rank != 2:
+    single = shape.rank == 2 and shape[-1] == 1
+    if shape.rank is not None and (shape.rank != 2 or (shape[-1] is not None and shape[-1] < 2
+                                                        and not (single and allow_single_unit))):
         raise ValueError(
             f"{attack_name} needs a model that outputs class scores of shape "
-            f"(batch, classes) (logits or probabilities, or one sigmoid unit); "
-            f"the model output has shape {shape}."
+            f"(batch, classes) with at least 2 classes (logits or probabilities); "
+            f"the model output has shape {shape}. Single-unit (binary) or "
+            "unbatched outputs carry no per-class scores: output one score per class "
+            "(keras_adv.attacks.AutoAttack accepts a single sigmoid unit)."
         )
-    # A single sigmoid unit becomes two class log-probabilities (see `to_log_probs`).
     return losses_lib.to_log_probs(outputs)
 
 

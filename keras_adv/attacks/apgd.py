@@ -65,6 +65,9 @@ class APGD(Attack):
         **kwargs: `bounds`, `targeted`, `seed`, `name` (see `keras_adv.attacks.Attack`).
     """
 
+    # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
+    _few_classes_ok = False
+
     supported_norms = ("linf", "l2")
 
     def __init__(
@@ -96,9 +99,6 @@ class APGD(Attack):
                 "`n_target_classes` (APGD-T: targets chosen among the runner-up classes) "
                 "cannot be combined with `targeted=True` (targets given in `y`)."
             )
-        # AutoAttack's members accept 2-3 class (and single-unit binary) models, where
-        # DLR falls back to the plain margin; a user's explicit APGD-DLR refuses them.
-        self._few_classes_ok = False
         self.rho = check_number("rho", rho, minimum=0.0)
         self.momentum = check_number("momentum", momentum, minimum=0.0)
         if self.momentum > 1.0:
@@ -118,7 +118,7 @@ class APGD(Attack):
                 else:
                     obj = self.objective(loss_fn, y, outputs)
                 return obj, outputs
-            scores = _scores.class_scores(outputs, name)
+            scores = _scores.class_scores(outputs, name, self._few_classes_ok)
             if not self._few_classes_ok:
                 _check_classes(scores, 4 if (target is not None or self.targeted) else 3, name)
             if target is not None:
@@ -139,7 +139,7 @@ class APGD(Attack):
         if self.n_target_classes is None:
             return self._single_run(model, x, y, None, epsilon, seed, loss_fn)[0]
 
-        scores = _scores.class_scores(model(x, training=False), type(self).__name__)
+        scores = _scores.class_scores(model(x, training=False), type(self).__name__, self._few_classes_ok)
         num_classes = scores.shape[-1]
         n_targets = self.n_target_classes
         if num_classes is not None:
@@ -253,7 +253,9 @@ class APGD(Attack):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
+
+        config = dict(trust.check_attack_config(config, cls.__name__))
         if config.get("ce_loss") is not None:
             config["ce_loss"] = keras.saving.deserialize_keras_object(config["ce_loss"])
         return cls(**config)

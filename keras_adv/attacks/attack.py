@@ -194,7 +194,11 @@ class Attack:
 
     def _run(self, model, x, y, epsilon, seed, loss_fn):
         """The attack proper: restarts, budget and domain, non-finite fallback."""
-        x_adv = self.perturb_with_restarts(model, x, y, epsilon, seed, loss_fn)
+        if x.dtype == tf.float64:  # attacks compute in float32; the budget is enforced in float64
+            eps_work = None if epsilon is None else tf.cast(epsilon, tf.float32)
+            x_adv = self.perturb_with_restarts(model, tf.cast(x, tf.float32), y, eps_work, seed, loss_fn)
+        else:
+            x_adv = self.perturb_with_restarts(model, x, y, epsilon, seed, loss_fn)
         x_adv = self.enforce_budget(x, x_adv, epsilon)
         # A model that outputs NaN can make an attack step NaN: such an example
         # falls back to the clean input, which satisfies budget and domain.
@@ -231,7 +235,7 @@ class Attack:
             def run(x, y, epsilon, seed):
                 return self._run(model_ref(), x, y, epsilon, seed, loss_fn)
 
-            entry = (loss, tf.function(run, reduce_retracing=True))
+            entry = (loss, _compile(run))
             if len(per_model) > 8:
                 per_model.clear()
             per_model[key] = entry
@@ -489,7 +493,7 @@ class Attack:
             batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
         steps = _batches.num_batches(data, y, batch_size=batch_size, shard=shard)
         seed = _batches.base_seed(self.seed)
-        step = self.batch_function(model)
+        step = self.batch_function(model, verbose=int(verbose not in (0, False)))
         bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
         for i, batch in enumerate(_batches.iterate(data, y, batch_size=batch_size, shard=shard,
                                                    check_float=False)):
@@ -540,7 +544,9 @@ class Attack:
 
     @classmethod
     def from_config(cls, config: dict):
-        config = dict(config)
+        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
+
+        config = dict(trust.check_attack_config(config, cls.__name__))
         if config.get("loss") is not None:
             config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
         return cls(**config)
@@ -554,6 +560,41 @@ class Attack:
             f"{k}={v!r}" for k, v in config.items() if k not in ("name", "check_inputs")
         )
         return f"keras_adv.attacks.{type(self).__name__}({args})"
+
+
+def _compile(python_fn):
+    """`tf.function(python_fn)` traced without AutoGraph, falling back to AutoGraph when needed.
+
+    The attacks' loops are explicit `tf.while_loop`s, so AutoGraph's source
+    conversion is pure cost: tracing without it is 5-20x faster (measured on
+    a loaded 2-core CPU: PGD-10 6.4 s -> 0.9 s, APGD 9.3 s -> 0.8 s, Square
+    6.6 s -> 0.4 s). A model or loss with Python control flow on tensors
+    raises `OperatorNotAllowedInGraphError` when traced without AutoGraph; it
+    is then traced with it, once.
+    """
+    return _AutoGraphFallback(python_fn)
+
+
+class _AutoGraphFallback:
+    """A `tf.function` without AutoGraph that retraces with AutoGraph when the code needs it."""
+
+    def __init__(self, python_fn):
+        self._python_fn = python_fn
+        self._fn = tf.function(python_fn, reduce_retracing=True, autograph=False)
+        self._converted = False
+
+    def __call__(self, *args):
+        if self._converted:
+            return self._fn(*args)
+        try:
+            return self._fn(*args)
+        except tf.errors.OperatorNotAllowedInGraphError:
+            self._fn = tf.function(self._python_fn, reduce_retracing=True)
+            self._converted = True
+            return self._fn(*args)
+
+    def __getattr__(self, name):  # e.g. experimental_get_tracing_count
+        return getattr(self._fn, name)
 
 
 def draw_seed(seed_generator) -> tf.Tensor:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from keras_adv.attacks import _scores
 from keras_adv.attacks.apgd import APGD
 from keras_adv.attacks.attack import Attack
 from keras_adv.utils.validation import check_number
@@ -92,24 +95,73 @@ class AutoAttack(Attack):
         if isinstance(spec, Attack):
             if spec.targeted:
                 raise ValueError(f"AutoAttack members must be untargeted, got {spec!r}.")
+            if hasattr(type(spec), "_few_classes_ok"):
+                spec._few_classes_ok = True
             return spec
         if not isinstance(spec, str) or spec.lower() not in _MEMBERS:
             raise ValueError(f"Unknown AutoAttack member {spec!r}; expected one of {_MEMBERS} or an Attack.")
+        member = self._build_member(spec.lower())
+        member._few_classes_ok = True  # binary (single-unit) models: DLR falls back to the margin
+        return member
+
+    def _build_member(self, spec):
         common = dict(norm=self.norm, domain=self.domain, seed=self.seed, check_inputs=False)
-        spec = spec.lower()
         if spec == "apgd-ce":
             return APGD(self.epsilon, loss="ce", steps=self.steps, name="apgd-ce", **common)
         if spec in ("apgd-dlr", "apgd-t"):
             targets = dict(n_target_classes=self.n_target_classes) if spec == "apgd-t" else {}
-            member = APGD(self.epsilon, loss="dlr", steps=self.steps, name=spec, **targets, **common)
-            member._few_classes_ok = True  # binary models: DLR falls back to the margin
-            return member
+            return APGD(self.epsilon, loss="dlr", steps=self.steps, name=spec, **targets, **common)
         if spec == "fab-t":
             return FAB(self.epsilon, steps=self.steps, n_target_classes=self.n_target_classes, name="fab-t", **common)
         return Square(self.epsilon, queries=self.queries, name="square", **common)
 
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         return cascade(self.attacks, model, x, y, epsilon, seed, self.is_successful)
+
+    def batch_function(self, model, *, verbose: int = 0):
+        """Runs the members one after the other from Python, each compiled on its own.
+
+        Gives the very examples of the in-graph `perturb` (same member seeds,
+        same still-robust subsets) while (1) tracing each member once instead
+        of one large graph holding all of them, and (2) reporting progress:
+        with `verbose`, one line per member with the number of points still
+        robust and the time it took (Croce & Hein's "robust accuracy after
+        each attack" log). `generate(verbose=1)` and
+        `evaluate_robustness(verbose=1)` turn it on.
+        """
+        from keras_adv.evaluation._common import call_function
+
+        predict = call_function(model)
+        member_fns = [m.batch_function(model) for m in self.attacks]
+
+        def call(xb, yb, epsilon, seed):
+            x = self._validate_x(xb)
+            y = self._validate_y(yb, x)
+            eps = float(self.epsilon if epsilon is None else epsilon)
+            seeds = tf.random.experimental.stateless_split(seed, len(self.attacks))
+            robust = ~self.is_successful(predict(x), y).numpy()
+            x_adv = x.numpy().copy()
+            n = len(robust)
+            if verbose:
+                print(f"AutoAttack ε={eps:g} on {n} points: {int(robust.sum())} correctly classified", flush=True)
+            for member, fn, s in zip(self.attacks, member_fns, seeds):
+                idx = np.flatnonzero(robust)
+                t0 = time.perf_counter()
+                if idx.size:
+                    xs, ys = tf.gather(x, idx), tf.gather(y, idx)
+                    cand = fn(xs, ys, eps, s)
+                    ok = member.is_successful(predict(cand), ys).numpy()
+                    x_adv[idx[ok]] = cand.numpy()[ok]
+                    robust[idx[ok]] = False
+                if verbose:
+                    print(f"  after {member.name:<9} {int(robust.sum()):>6} / {n} robust "
+                          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+            # The tail of `Attack._run`: budget and domain, non-finite fallback.
+            x_adv = self.enforce_budget(x, tf.constant(x_adv), tf.constant(eps, x.dtype))
+            finite = tf.reduce_all(tf.reshape(tf.math.is_finite(x_adv), [tf.shape(x_adv)[0], -1]), axis=1)
+            return tf.stop_gradient(tf.where(_scores.batch_mask(finite, x_adv), x_adv, x))
+
+        return call
 
     def get_config(self):
         config = super().get_config()
@@ -126,7 +178,9 @@ class AutoAttack(Attack):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
+
+        return cls(**trust.check_attack_config(config, cls.__name__))
 
 
 def cascade(attacks, model, x, y, epsilon, seed, is_successful):

@@ -118,6 +118,9 @@ class CarliniWagnerL2(Attack):
             on_target = tf.equal(pred, labels) if self.targeted else tf.not_equal(pred, labels)
             return (marg <= 0.0) & on_target
 
+        # The distance term always has a gradient: check the model's part once, so a
+        # model without input gradient raises NoInputGradientError instead of a silent no-op.
+        value_and_gradient(lambda x_: margin_terms(x_)[0], x, name=name)
         abort_every = max(self.steps // 10, 1)
 
         def run_round(const, best_l2, best_adv):

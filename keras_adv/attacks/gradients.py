@@ -9,7 +9,7 @@ gradient masking instead of crashing.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
@@ -32,7 +32,7 @@ class NoInputGradientError(ValueError):
 
 
 def value_and_gradient(fn: Callable, x, *, name: Optional[str] = None, wrt: str = "its input `x`",
-                       hint: Optional[str] = None):
+                       hint: Optional[str] = None, sources: Sequence = ()):
     """`(fn(x), ∇ₓ Σ fn(x))`: the value of `fn` and the gradient of its sum w.r.t. `x`.
 
     Args:
@@ -43,9 +43,13 @@ def value_and_gradient(fn: Callable, x, *, name: Optional[str] = None, wrt: str 
         name: the caller's name for the error message (e.g. the attack's class).
         wrt: what `x` is, for the error message.
         hint: what to do instead, for the error message.
+        sources: more tensors/variables to differentiate in the same backward
+            pass (free adversarial training takes the weight and the input
+            gradients of one loss together).
 
     Returns:
-        `(value, grad)`: what `fn(x)` returned and a gradient shaped like `x`.
+        `(value, grad)`: what `fn(x)` returned and a gradient shaped like `x`;
+        with `sources`, `(value, grad, source_grads)`.
 
     Raises:
         NoInputGradientError: the gradient is `None` (no differentiable path).
@@ -54,7 +58,9 @@ def value_and_gradient(fn: Callable, x, *, name: Optional[str] = None, wrt: str 
         tape.watch(x)
         value = fn(x)
         total = tf.reduce_sum(value[0] if isinstance(value, tuple) else value)
-    grad = tape.gradient(total, x)
+    sources = list(sources)
+    grads = tape.gradient(total, [x] + sources)
+    grad = grads[0]
     if grad is None:
         prefix = f"{name}: the model" if name else "The model"
         raise NoInputGradientError(
@@ -62,4 +68,4 @@ def value_and_gradient(fn: Callable, x, *, name: Optional[str] = None, wrt: str 
             "rounding, argmax or stop_gradient lies between input and output). "
             + (hint or _DEFAULT_HINT)
         )
-    return value, grad
+    return (value, grad, grads[1:]) if sources else (value, grad)

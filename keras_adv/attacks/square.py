@@ -50,6 +50,9 @@ class Square(Attack):
         **kwargs: `bounds`, `targeted`, `seed`, `name` (see `keras_adv.attacks.Attack`).
     """
 
+    # Set by AutoAttack on its members: accept single-unit (binary) and 2-3 class models.
+    _few_classes_ok = False
+
     gradient_free = True
     requires_images = True
     supported_norms = ("linf", "l2")
@@ -78,7 +81,7 @@ class Square(Attack):
         return self.p_init / tf.pow(2.0, halvings)
 
     def _loss(self, model, x_adv, labels):
-        scores = _scores.class_scores(model(x_adv, training=False), type(self).__name__)
+        scores = _scores.class_scores(model(x_adv, training=False), type(self).__name__, self._few_classes_ok)
         z_y, z_other = _scores.true_and_other(scores, labels)
         # Minimised; negative once the attack succeeds.
         return (z_other - z_y) if self.targeted else (z_y - z_other)
@@ -111,6 +114,27 @@ class Square(Attack):
                   & (cols >= left[:, None, None]) & (cols < left[:, None, None] + s))
         return inside[..., None], top, left
 
+    def _search(self, model, x, labels, x_init, seed, propose):
+        """The random search shared by both norms (written once).
+
+        From `x_init`, each query `i` proposes `propose(i, x_best, seed_i)` and
+        keeps it for the examples not yet broken whose margin loss it lowers.
+        """
+        loss = self._loss(model, x_init, labels)
+        loop_seeds = tf.random.experimental.stateless_split(seed, max(self.queries - 1, 1))
+
+        def body(i, x_best, loss):
+            active = loss > 0.0
+            x_new = tf.ensure_shape(propose(i, x_best, loop_seeds[i - 1]), x.shape)
+            new_loss = self._loss(model, x_new, labels)
+            improved = active & (new_loss < loss)
+            x_best = tf.where(_scores.batch_mask(improved, x), x_new, x_best)
+            loss = tf.where(improved, new_loss, loss)
+            return i + 1, x_best, loss
+
+        _, x_best, loss = tf.while_loop(lambda i, *_: i < self.queries, body, (tf.constant(1), x_init, loss))
+        return x_best, loss
+
     def _run_linf(self, model, x, labels, epsilon, seed):
         dtype = x.dtype
         shape = tf.shape(x)
@@ -119,17 +143,13 @@ class Square(Attack):
         s_init, s_loop = tf.unstack(tf.random.split(seed, 2))
         # Vertical stripes of ±ε (one sign per column and channel).
         stripes = tf.sign(tf.random.stateless_uniform([b, 1, w, c], s_init, -1.0, 1.0, dtype=dtype))
-        x_best = self.clip(x + eps * stripes)
-        loss = self._loss(model, x_best, labels)
         n_features = tf.cast(h * w * c, tf.float32)
-        loop_seeds = tf.random.experimental.stateless_split(s_loop, max(self.queries - 1, 1))
 
-        def body(i, x_best, loss):
-            active = loss > 0.0
+        def propose(i, x_best, seed_i):
             p = self._p(i)
             s = tf.cast(tf.round(tf.sqrt(p * n_features / tf.cast(c, tf.float32))), tf.int32)
             s = tf.clip_by_value(s, 1, tf.maximum(tf.minimum(h, w) - 1, 1))
-            k1, k2 = tf.unstack(tf.random.split(loop_seeds[i - 1], 2))
+            k1, k2 = tf.unstack(tf.random.split(seed_i, 2))
             window, _, _ = self._window(shape, s, k1)
             colour = eps * tf.sign(tf.random.stateless_uniform([b, 1, 1, c], k2, -1.0, 1.0, dtype=dtype))
             # Never waste a query on a proposal identical to the current point: flip it then.
@@ -137,15 +157,9 @@ class Square(Attack):
                 tf.logical_or(~window, tf.abs(self.clip(x + colour) - x_best) < 1e-7), axis=[1, 2, 3]
             )
             colour = tf.where(same[:, None, None, None], -colour, colour)
-            x_new = tf.ensure_shape(self.clip(tf.where(window, x + colour, x_best)), x.shape)
-            new_loss = self._loss(model, x_new, labels)
-            improved = active & (new_loss < loss)
-            x_best = tf.where(_scores.batch_mask(improved, x), x_new, x_best)
-            loss = tf.where(improved, new_loss, loss)
-            return i + 1, x_best, loss
+            return self.clip(tf.where(window, x + colour, x_best))
 
-        _, x_best, loss = tf.while_loop(lambda i, *_: i < self.queries, body, (tf.constant(1), x_best, loss))
-        return x_best, loss
+        return self._search(model, x, labels, self.clip(x + eps * stripes), s_loop, propose)
 
     def _run_l2(self, model, x, labels, epsilon, seed):
         dtype = x.dtype
@@ -154,19 +168,15 @@ class Square(Attack):
         eps = tf.cast(epsilon, dtype)
         s_init, s_loop = tf.unstack(tf.random.split(seed, 2))
         delta0 = _l2_init(shape, s_init, dtype)
-        x_best = self.clip(x + delta0 / _l2(delta0) * eps)
-        loss = self._loss(model, x_best, labels)
         n_features = tf.cast(h * w * c, tf.float32)
-        loop_seeds = tf.random.experimental.stateless_split(s_loop, max(self.queries - 1, 1))
 
-        def body(i, x_best, loss):
-            active = loss > 0.0
+        def propose(i, x_best, seed_i):
             delta = x_best - x
             p = self._p(i)
             s = tf.maximum(tf.cast(tf.round(tf.sqrt(p * n_features / tf.cast(c, tf.float32))), tf.int32), 3)
             s = s + 1 - tf.math.floormod(s, 2)  # odd
             s = tf.minimum(s, tf.minimum(h, w))
-            k1, k2, k3, k4 = tf.unstack(tf.random.split(loop_seeds[i - 1], 4))
+            k1, k2, k3, k4 = tf.unstack(tf.random.split(seed_i, 4))
             win1, top, left = self._window(shape, s, k1)
             win2, _, _ = self._window(shape, s, k2)
             win1f, win2f = tf.cast(win1, dtype), tf.cast(win2, dtype)
@@ -184,16 +194,9 @@ class Square(Attack):
             )
             new = new / tf.maximum(new_norm, 1e-12) * budget
             delta_new = delta * (1.0 - both) + new * win1f
-            x_new = self.clip(x + delta_new / tf.maximum(_l2(delta_new), 1e-12) * eps)
-            x_new = tf.ensure_shape(x_new, x.shape)
-            new_loss = self._loss(model, x_new, labels)
-            improved = active & (new_loss < loss)
-            x_best = tf.where(_scores.batch_mask(improved, x), x_new, x_best)
-            loss = tf.where(improved, new_loss, loss)
-            return i + 1, x_best, loss
+            return self.clip(x + delta_new / tf.maximum(_l2(delta_new), 1e-12) * eps)
 
-        _, x_best, loss = tf.while_loop(lambda i, *_: i < self.queries, body, (tf.constant(1), x_best, loss))
-        return x_best, loss
+        return self._search(model, x, labels, self.clip(x + delta0 / _l2(delta0) * eps), s_loop, propose)
 
     def get_config(self):
         config = super().get_config()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Optional
 
 import keras
@@ -11,6 +13,7 @@ import tensorflow as tf
 from keras_adv import attacks as attacks_lib
 from keras_adv import losses as losses_lib
 from keras_adv.utils.validation import check_number
+from keras_adv.utils.io import atomic_path, atomic_write
 
 __all__ = ["CatastrophicOverfittingGuard"]
 
@@ -62,12 +65,18 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
         check_every: check every this many epochs.
         batch_size: batch size of the attack.
         verbose: print a line when the guard fires.
+        backup_dir: a folder where the guard keeps its state (its history,
+            best accuracy and last good weights) after every checked epoch,
+            so a run resumed with `keras.callbacks.BackupAndRestore` (give
+            both the same folder) continues with it instead of starting
+            afresh. The state files are written atomically and removed when
+            training ends normally. `None`: the state lives in memory only.
     """
 
     def __init__(self, validation_data, attack: Optional[attacks_lib.Attack] = None, *,
                  threshold: float = 0.2, action: str = "restore",
                  epsilon_factor: Optional[float] = None, check_every: int = 1,
-                 batch_size: int = 256, verbose: int = 1):
+                 batch_size: int = 256, verbose: int = 1, backup_dir: Optional[str] = None):
         super().__init__()
         try:
             x, y = validation_data
@@ -94,6 +103,7 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
         self.check_every = check_number("check_every", check_every, minimum=1, integer=True)
         self.batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
         self.verbose = int(verbose)
+        self.backup_dir = None if backup_dir is None else os.fspath(backup_dir)
         self.fired_epochs = []
         self.history = []
         self.best_accuracy = -1.0
@@ -137,11 +147,58 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
         return hits / len(self.x)
 
     # ------------------------------------------------------------ callbacks
+    # ---------------------------------------------------------- resuming
+    def _state_paths(self):
+        return (os.path.join(self.backup_dir, "overfitting_guard.json"),
+                os.path.join(self.backup_dir, "overfitting_guard_weights.npz"))
+
+    def _save_state(self):
+        meta_path, weights_path = self._state_paths()
+        os.makedirs(self.backup_dir, exist_ok=True)
+        with atomic_path(weights_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, *self._good_weights)
+        with atomic_write(meta_path) as f:  # written last: it names a complete weights file
+            json.dump({"history": self.history, "fired_epochs": self.fired_epochs,
+                       "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
+                       "n_weights": len(self._good_weights)}, f)
+
+    def _load_state(self) -> bool:
+        meta_path, weights_path = self._state_paths()
+        if not (os.path.exists(meta_path) and os.path.exists(weights_path)):
+            return False
+        with open(meta_path) as f:
+            meta = json.load(f)
+        with np.load(weights_path) as data:
+            weights = [data[f"arr_{i}"] for i in range(meta["n_weights"])]
+        self.history = [tuple(h) for h in meta["history"]]
+        self.fired_epochs = list(meta["fired_epochs"])
+        self.best_accuracy, self.best_epoch = float(meta["best_accuracy"]), meta["best_epoch"]
+        self._good_weights = weights
+        return True
+
     def on_train_begin(self, logs=None):
         self._attack_fn = None
         self.fired_epochs, self.history = [], []
         self.best_accuracy, self.best_epoch = -1.0, None
         self._good_weights = [np.array(w) for w in self._target().get_weights()]
+        self._first_epoch = True
+        if self.backup_dir is not None:
+            self._load_state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if getattr(self, "_first_epoch", False):
+            # A run killed between BackupAndRestore's checkpoint and ours may have recorded an epoch the
+            # resumed run repeats: keep only the epochs before the one we resume at.
+            self._first_epoch = False
+            self.history = [h for h in self.history if h[0] < epoch]
+            self.fired_epochs = [e for e in self.fired_epochs if e < epoch]
+
+    def on_train_end(self, logs=None):
+        if self.backup_dir is not None:
+            for path in self._state_paths():
+                if os.path.exists(path):
+                    os.remove(path)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.check_every:
@@ -156,6 +213,8 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
             if acc > self.best_accuracy:
                 self.best_accuracy, self.best_epoch = acc, epoch
             self._good_weights = [np.array(w) for w in self._target().get_weights()]
+            if self.backup_dir is not None:
+                self._save_state()
             return
         self.fired_epochs.append(epoch)
         if self.verbose:
@@ -168,3 +227,5 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
             self.model.stop_training = True
         if self.epsilon_factor is not None and hasattr(type(self.model), "epsilon"):
             self.model.epsilon = self.model.epsilon * self.epsilon_factor
+        if self.backup_dir is not None:
+            self._save_state()

@@ -1,4 +1,10 @@
-"""Schedules of the training budget ε and the adversarial weight λ, as Keras callbacks."""
+"""Schedules of the training budget ε and the adversarial weight λ, as Keras callbacks.
+
+Every schedule computes the value of an epoch from the epoch number (and the
+constructor's arguments), so a run resumed with
+`keras.callbacks.BackupAndRestore` continues each schedule from the epoch it
+had reached, in any callback order (tests/reliability/test_resume.py).
+"""
 
 from __future__ import annotations
 
@@ -128,13 +134,18 @@ class DelayedStart(_VariableSchedule):
     During the delay ε is 0, so the adversarial examples equal the clean
     inputs (any objective then reduces to clean training: `ce` is
     `(1+λ)·CE`, TRADES' KL and MART's regulariser vanish); afterwards ε is
-    restored to its value at the start of training (or `epsilon`). The attack
-    still runs during the delay. Logged as `epsilon`. To ramp ε up after the
-    delay use `EpsilonRamp(start_epoch=epochs)` instead.
+    `epsilon`, by default the training attack's ε (`model.attack.epsilon`).
+    The attack still runs during the delay. Logged as `epsilon`. To ramp ε up
+    after the delay use `EpsilonRamp(start_epoch=epochs)` instead.
+
+    The value of each epoch depends on the epoch number only, never on the
+    model's current ε, so a run resumed by `keras.callbacks.BackupAndRestore`
+    (which restores ε = 0 when it was killed during the delay) continues the
+    schedule, whatever the order of the callbacks.
 
     Args:
         epochs: number of clean epochs (≥ 0).
-        epsilon: ε after the delay; `None` keeps the model's ε at the start of training.
+        epsilon: ε after the delay; `None` takes the training attack's ε.
     """
 
     attr = "epsilon"
@@ -147,7 +158,11 @@ class DelayedStart(_VariableSchedule):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self._target = self.epsilon if self.epsilon is not None else float(self.model.epsilon)
+        if self.epsilon is not None:
+            self._target = self.epsilon
+        else:  # the attack's configured ε: not the ε variable, which a restored checkpoint may hold at 0
+            attack_eps = getattr(getattr(self.model, "attack", None), "epsilon", None)
+            self._target = float(attack_eps if attack_eps is not None else self.model.epsilon)
 
     def value(self, epoch, current):
         return 0.0 if epoch < self.epochs else self._target

@@ -6,6 +6,7 @@ import json
 import os
 
 from keras_adv.cli import inputs, plots
+from keras_adv.utils.io import atomic_path, atomic_write  # standard library only: no TensorFlow at start-up
 from keras_adv.cli.progress import attack_verbosity
 from keras_adv.cli._startup import library
 from keras_adv.cli.registry import CLIError, check_dataset, lookup_attack, make_attack
@@ -52,11 +53,12 @@ def run(args) -> int:
     document = report.to_dict()
     document["run"] = {"model_file": os.path.abspath(args.model_file), "dataset": meta.name, "split": args.split,
                        "seed": args.seed}
-    with open(json_path, "w") as f:
+    with atomic_write(json_path) as f:
         json.dump(document, f, indent=2)
     saved = [json_path]
     if plots.can_plot():
-        report.plot(png_path, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} images)")
+        with atomic_path(png_path) as tmp:
+            report.plot(tmp, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} images)")
         saved.append(png_path)
     print("saved " + " and ".join(saved))
     return 0

@@ -6,6 +6,7 @@ import json
 import os
 
 from keras_adv.cli import inputs
+from keras_adv.utils.io import atomic_directory, atomic_write  # standard library only: no TensorFlow at start-up
 from keras_adv.cli._startup import library
 from keras_adv.cli.registry import CLIError, check_dataset
 
@@ -28,7 +29,8 @@ def export_saved_model(model, path: str, input_name=None) -> str:
             raise CLIError("cannot infer the input shape of this model; save a functional or Sequential model "
                            "built with keras.Input.")
         model = ka.AdversarialModel(model, attack=ka.attacks.FGSM(epsilon=0.0))
-    model.export(path, input_name=input_name, verbose=False)
+    with atomic_directory(path, replace=True) as tmp:  # TF Serving never sees a half-written version
+        model.export(tmp, input_name=input_name, verbose=False)
     signature = tf.saved_model.load(path).signatures["serving_default"]
     names = list(signature.structured_input_signature[1])
     return names[0]
@@ -63,7 +65,7 @@ def run(args) -> int:
     outputs = tf.saved_model.load(out).signatures["serving_default"](**{input_name: tf.constant(sample)})
     predictions = outputs["predictions"].numpy()
     request_path = os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "request.json")
-    with open(request_path, "w") as f:
+    with atomic_write(request_path) as f:
         json.dump({"signature_name": "serving_default", "instances": sample.tolist()}, f)
     print(f"exported {out}  (SavedModel: signature 'serving_default', input {input_name!r} "
           f"{list((None,) + shape)}, output 'predictions' {list(predictions.shape[1:])})")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from keras_adv.utils.io import atomic_path  # standard library only: no TensorFlow at start-up
+
 __all__ = ["can_plot", "plot_history"]
 
 
@@ -49,5 +51,6 @@ def plot_history(history: dict, path: str, title: str):
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -43,7 +43,8 @@ def attack_registry() -> Dict[str, type]:
     for name in names:
         obj = getattr(attacks, name, None)
         if (isinstance(obj, type) and issubclass(obj, attacks.Attack) and name not in _BASE_CLASSES
-                and not name.startswith("_") and not inspect.isabstract(obj)):
+                and not name.startswith("_") and not inspect.isabstract(obj)
+                and not getattr(obj, "discrete_inputs", False)):  # token-id attacks need a text model
             registry[name.lower()] = obj
     return dict(sorted(registry.items()))
 

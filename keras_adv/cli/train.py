@@ -15,6 +15,7 @@ import shutil
 import time
 
 from keras_adv.cli import inputs, plots
+from keras_adv.utils.io import atomic_path, atomic_write  # standard library only: no TensorFlow at start-up
 from keras_adv.cli.progress import attack_verbosity, fit_verbosity
 from keras_adv.cli._startup import library
 from keras_adv.cli.registry import (CLIError, attack_label, check_dataset, check_objective, check_preset,
@@ -53,16 +54,31 @@ def prepare_output(path: str, overwrite: bool):
     os.makedirs(path, exist_ok=True)
 
 
-def _judges(args, epsilon):
+def _is_ensemble(cls) -> bool:
+    """AutoAttack keeps its own members' step counts (the judges' `--eval-steps` is for PGD)."""
+    from keras_adv.attacks import AutoAttack
+
+    return issubclass(cls, AutoAttack)
+
+
+def _judges(args, epsilon, domain=None):
     """The judging attacks, by name: stronger than the training attack, never the training attack itself."""
     names = inputs.parse_list(args.judges, "--judges")
+    if domain is not None:  # a table: the constrained ensemble judges (image attacks ignore the feature space)
+        names = [n for n in names if _constrained(n)] or ["constrainedautoattack"]
     judges = {}
     for name in names:
         cls = lookup_attack(name)
-        attack = make_attack(name, epsilon, steps=args.eval_steps if cls.__name__ != "AutoAttack" else None,
-                             restarts=args.eval_restarts, seed=args.seed)
+        attack = make_attack(name, epsilon, steps=None if _is_ensemble(cls) else args.eval_steps,
+                             restarts=args.eval_restarts, seed=args.seed,
+                             options=None if domain is None else {"domain": domain})
         judges[_judge_name(attack)] = attack
     return judges
+
+
+def _constrained(name) -> bool:
+    """Whether the attack called `name` works in a tabular FeatureSpace (`domain=`)."""
+    return issubclass(lookup_attack(name), library().attacks.ConstrainedAttack)
 
 
 def _judge_name(attack) -> str:
@@ -103,17 +119,35 @@ def run(args) -> int:
     x_train, y_train = ka.datasets.load(meta.name, "train", limit=args.limit, shuffle=args.limit is not None,
                                         seed=args.seed)
     x_test, y_test = ka.datasets.load(meta.name, "test", limit=args.test_limit, seed=args.seed)
-    inputs.check_data(x_train, f"the {meta.name} train split")
-    inputs.check_data(x_test, f"the {meta.name} test split")
+    domain = None
+    if meta.source == "tabular":  # raw records in a FeatureSpace: constrained attacks, an MLP preset
+        domain = ka.datasets.feature_space(meta.name)
+        for split_name, data in (("train", x_train), ("test", x_test)):
+            try:
+                domain.check(data, argument=f"the {meta.name} {split_name} split")
+            except ValueError as e:
+                raise CLIError(str(e)) from None
+        if not _constrained(args.attack):
+            if args.attack.lower() != "pgd":  # pgd is the image default: replaced silently
+                raise CLIError(f"--attack {args.attack} ignores the feature space of {meta.name}; use capgd, "
+                               "evolutionary or constrainedautoattack.")
+            args.attack = "capgd"
+        if args.model == "small_cnn":
+            args.model = "tabular_mlp"
+        options = {**options, "domain": domain}
+    else:
+        inputs.check_data(x_train, f"the {meta.name} train split")
+        inputs.check_data(x_test, f"the {meta.name} test split")
     attack = make_attack(args.attack, epsilon, steps=args.steps, seed=args.seed, options=options)
-    judges = _judges(args, epsilon)
+    judges = _judges(args, epsilon, domain)
     judge_limit = len(x_test) if not args.judge_limit else min(args.judge_limit, len(x_test))
 
     width = args.width if args.width is not None else RECIPE_WIDTH.get(args.model.lower())
     if width is not None and width < 1:
         raise CLIError(f"--width must be >= 1, got {width}.")
     base = ka.models.presets.get(args.model, meta.input_shape, meta.num_classes,
-                                 **({"width": width} if width else {}))
+                                 **({"width": width} if width else {}),
+                                 **({"data": x_train} if args.model == "tabular_mlp" else {}))
     model = ka.AdversarialModel(base, attack=attack, adv_weight=args.adv_weight, objective=args.objective,
                                 seed=args.seed)
     steps = -(-len(x_train) // args.batch_size) * args.epochs
@@ -148,7 +182,8 @@ def run(args) -> int:
         "training_plot": os.path.join(args.output, "training.png"),
         "examples_plot": os.path.join(args.output, "examples.png"),
     }
-    model.save(paths["model"])
+    with atomic_path(paths["model"]) as tmp:  # an interrupted run never leaves a truncated file
+        model.save(tmp)
     first_judge = next(iter(judges.values()))
     result = {
         "dataset": meta.name,
@@ -178,12 +213,14 @@ def run(args) -> int:
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "files": paths,
     }
-    with open(paths["report"], "w") as f:
+    with atomic_write(paths["report"]) as f:
         json.dump(result, f, indent=2)
     if plots.can_plot():
         plots.plot_history(history.history, paths["training_plot"],
                            title=f"{args.model} on {meta.name}, {args.objective}, {attack_label(attack)}")
-        report.plot_examples(paths["examples_plot"], attack=next(iter(judges)), epsilon=epsilon)
+        if domain is None:  # (example images: not for tables)
+            with atomic_path(paths["examples_plot"]) as tmp:
+                report.plot_examples(tmp, attack=next(iter(judges)), epsilon=epsilon)
 
     judged = (f"all {len(x_test)}" if judge_limit == len(x_test) else f"the first {judge_limit} of the {len(x_test)}")
     print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({judged} {meta.name} test images)")

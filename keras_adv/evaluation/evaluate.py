@@ -91,9 +91,9 @@ def evaluate_robustness(
         tolerance: accuracy difference (absolute) above which a diagnostic fires.
         seed: seed of attacks that have none of their own.
         max_examples: evaluate only the first `max_examples` examples.
-        verbose: 0 silent, 1 (or `"auto"`) a progress bar; 2 also lets
-            attacks that report progress (AutoAttack: points still robust
-            after each sub-attack) print it.
+        verbose: 0 silent, 1 (or `"auto"`) a progress bar, and attacks that
+            report progress print it (AutoAttack: the points still robust
+            after each sub-attack, per batch).
         shard: optional `(index, count)`: evaluate only this worker's share
             of the batches (with the seeds of the whole run).
         adaptive: flag, then break: when True (or a dict of options, see
@@ -181,6 +181,12 @@ def evaluate_robustness(
         labels = _common.labels_of(batch.y)
         out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, None if discrete else tf.float32)),
                                np.float32)
+        classes = max(out_clean.shape[-1], 2)  # a single-unit output is binary
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(
+                f"`y` has labels outside [0, {classes}) (the model outputs {classes} classes); got labels in "
+                f"[{labels.min()}, {labels.max()}]."
+            )
         clean_ok = _predicted(out_clean) == labels
         acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
                       num_classes=out_clean.shape[-1])
@@ -252,7 +258,7 @@ class _Run:
     def __init__(self, name, attack, epsilon, model, seed, verbose):
         self.name, self.attack, self.epsilon = name, attack, epsilon
         self.seed = _batches.base_seed(attack.seed if attack.seed is not None else seed)
-        self.fn = attack.batch_function(model)
+        self.fn = attack.batch_function(model, verbose=verbose)
 
     def __call__(self, batch):
         eps = None if self.epsilon is None else float(self.epsilon)

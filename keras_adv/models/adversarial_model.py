@@ -25,6 +25,7 @@ from keras_adv.attacks.attack import draw_seed
 from keras_adv.utils.validation import check_number
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
+from keras_adv.utils import data_checks, trust
 from keras_adv.models.inner_layer import LayerPerturbation, check_attackable_input
 
 __all__ = ["AdversarialModel"]
@@ -178,6 +179,7 @@ class AdversarialModel(keras.Model):
                 f"got {self.attack!r}."
             )
         self.eval_attack = attacks_lib.get(eval_attack)
+        data_checks.check_wrapper_attacks(self.attack, self.eval_attack)
         self._objective = objectives_lib.get(objective)
         self.objective = self._objective.name
         adv_weight = check_number("adv_weight", adv_weight, minimum=0.0)
@@ -208,6 +210,8 @@ class AdversarialModel(keras.Model):
         self._from_logits = None
         self._input_spec_shape = None
         self._xla_attacks = {}
+        if base_model.built:  # a wrapper of a built model is built (BackupAndRestore needs it)
+            self.built = True
 
     # ----------------------------------------------------------- schedules
     @property
@@ -433,6 +437,14 @@ class AdversarialModel(keras.Model):
             return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
         return objective.attack_loss(y_clean)
 
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked before the first step (see `keras_adv.utils.data_checks`)."""
+        return data_checks.guarded_call(self, super().fit, "fit", args, kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked before the first step."""
+        return data_checks.guarded_call(self, super().evaluate, "evaluate", args, kwargs)
+
     def _fuses(self):
         """Whether the clean and adversarial training forwards run as one concatenated batch."""
         if not self._objective.needs_clean_gradient or self.fuse_passes is False:
@@ -453,20 +465,22 @@ class AdversarialModel(keras.Model):
 
     def _training_forwards(self, x, x_adv):
         """Clean and adversarial outputs in training mode: one fused pass, or two."""
-        n = tf.shape(x)[0]
         if self._perturbation is not None:  # x_adv is the inner layer's δ
             if self._fuses():
+                n = tf.shape(x)[0]
                 delta = tf.concat([tf.zeros_like(x_adv), x_adv], axis=0)
                 both = self._perturbation.forward(tf.concat([x, x], axis=0), delta, training=True)
                 return both[:n], both[n:]
             return self(x, training=True), self._adversarial_forward(x, x_adv, training=True)
         if self._fuses() and not isinstance(x, dict):  # (dicts of named features: two passes)
+            n = tf.shape(x)[0]
             both = self(tf.concat([x, tf.cast(x_adv, x.dtype)], axis=0), training=True)
             return both[:n], both[n:]
         return self(x, training=True), self(x_adv, training=True)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
         objective = self._objective
         attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
         x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
@@ -482,6 +496,7 @@ class AdversarialModel(keras.Model):
             total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
             scaled = self._loss_for_gradient(total)
         self._track(x, total, clean, adv)
+        data_checks.assert_finite_loss(total)
         weights = self.trainable_weights
         grads = tape.gradient(scaled, weights)
         self.optimizer.apply_gradients(zip(grads, weights))
@@ -489,6 +504,7 @@ class AdversarialModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
         if self.eval_attack is not None:
             x_adv = self._craft(self.eval_attack, x, y, None, self._attack_loss(self.eval_attack))
         else:
@@ -536,17 +552,24 @@ class AdversarialModel(keras.Model):
             config["jit_compile_attack"] = True
         return config
 
+    def save_own_variables(self, store):
+        """Keras' own variables plus the seed generator's state, so a restored run continues its random stream."""
+        super().save_own_variables(store)
+        store["seed_generator_state"] = keras.ops.convert_to_numpy(self._seed_generator.state.value)
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        if "seed_generator_state" in keys:  # files written before it was saved load too
+            self._seed_generator.state.assign(store["seed_generator_state"])
+            store = {k: store[k] for k in keys if k != "seed_generator_state"}
+        super().load_own_variables(store)
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        config["base_model"] = keras.saving.deserialize_keras_object(
-            config["base_model"], custom_objects=custom_objects
-        )
-        config["attack"] = keras.saving.deserialize_keras_object(config["attack"], custom_objects=custom_objects)
-        if config.get("eval_attack") is not None:
-            config["eval_attack"] = keras.saving.deserialize_keras_object(
-                config["eval_attack"], custom_objects=custom_objects
-            )
+        config = dict(trust.check_model_config(config, custom_objects))
+        for field in ("base_model", "attack", "eval_attack"):  # errors name the field and the root cause
+            if config.get(field) is not None:
+                config[field] = trust.deserialize(field, config[field], custom_objects)
         config["objective"] = objectives_lib.deserialize(config.get("objective", "ce"), custom_objects)
         return cls(**config)
 

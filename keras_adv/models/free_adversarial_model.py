@@ -8,8 +8,10 @@ import keras
 import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
+from keras_adv.attacks.gradients import value_and_gradient
 from keras_adv.utils.validation import check_number
 from keras_adv.models.adversarial_model import AdversarialModel
+from keras_adv.utils import data_checks
 
 __all__ = ["FreeAdversarialModel"]
 
@@ -78,8 +80,10 @@ class FreeAdversarialModel(AdversarialModel):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_single_input(x)
+        y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
         attack = self.attack
-        x = tf.cast(x, tf.float32)  # the perturbation stays float32 under mixed precision
+        # float32 (the perturbation stays float32 under mixed precision), finite and inside the bounds.
+        x = attack._validate_x(tf.cast(x, tf.float32))
         eps = tf.cast(self._epsilon, tf.float32)
         step = tf.cast(attack.step_size, tf.float32) if attack.step_size is not None else eps
         if attack.random_start:
@@ -93,22 +97,20 @@ class FreeAdversarialModel(AdversarialModel):
         if not objective.needs_clean_gradient:
             y_clean = self(x, training=False)  # for the clean loss and metrics only
         for _ in range(self.replays):
-            with tf.GradientTape() as tape:
-                tape.watch(delta)
-                x_adv = x + delta
+            def forward(delta):
                 y_clean_r = self(x, training=True) if objective.needs_clean_gradient else y_clean
-                y_adv = self(x_adv, training=True)
+                y_adv = self(x + delta, training=True)
                 total, clean, adv = self._total_loss(x, y, y_clean_r, y_adv, sample_weight)
-                scaled = self._loss_for_gradient(total)
+                return self._loss_for_gradient(total), (total, clean, adv, y_clean_r, y_adv)
+
+            # One backward pass gives the weight and the input gradients (the shared helper
+            # raises NoInputGradientError for a model without input gradient).
+            (_, (total, clean, adv, y_clean_r, y_adv)), grad_delta, grads = value_and_gradient(
+                forward, delta, sources=weights, name=type(self).__name__,
+                hint="Free adversarial training needs it: use AdversarialModel with a gradient-free attack.")
             self._track(x, total, clean, adv)
-            grads = tape.gradient(scaled, list(weights) + [delta])
-            grad_delta = grads[-1]
-            if grad_delta is None:
-                raise ValueError(
-                    "The model has no gradient with respect to its input, which free "
-                    "adversarial training needs."
-                )
-            self.optimizer.apply_gradients(zip(grads[:-1], weights))
+            data_checks.assert_finite_loss(total)
+            self.optimizer.apply_gradients(zip(grads, weights))
             # Loss scaling (mixed_float16) rescales the gradient; normalize() removes the scale.
             delta = attack.enforce_budget(
                 x, x + delta + step * attack.norm.normalize(tf.cast(grad_delta, tf.float32)), eps

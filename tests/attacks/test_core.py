@@ -42,6 +42,7 @@ def test_value_and_gradient_is_exact_on_a_linear_function():
     lambda: ka.attacks.FGSM(epsilon=0.1),
     lambda: ka.attacks.APGD(epsilon=0.1, steps=2),
     lambda: ka.attacks.FAB(epsilon=0.1, steps=2, n_target_classes=1),
+    lambda: ka.attacks.CarliniWagnerL2(steps=2, binary_search_steps=1),
 ])
 def test_every_gradient_attack_raises_the_one_error_eagerly_and_in_graph(make):
     model = _rounding_model()
@@ -411,3 +412,10 @@ def test_eager_calls_reuse_one_traced_function_per_model():
 
     gc.collect()
     assert len(attack._traced_fns) == 0  # the cache does not keep models alive
+
+
+def test_free_adversarial_training_uses_the_one_helper_for_its_input_gradient():
+    model = ka.FreeAdversarialModel(_rounding_model(), attack=ka.attacks.FGSM(0.1), replays=2)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(Exception, match=r"FreeAdversarialModel: the model has no gradient with respect to its input"):
+        model.fit(np.full((4, 4), 0.5, "float32"), np.array([0, 1, 2, 0]), verbose=0)

@@ -155,3 +155,22 @@ def test_batch_seeds_are_stateless_and_distinct():
     assert len(seeds) == 40
     with pytest.raises(ValueError, match="shard"):
         _batches.check_shard((2, 2))
+
+
+def test_autoattack_progress_and_python_driven_members_equal_the_graph(cnn, digits, capsys):
+    _, (xs, ys) = digits
+    x, y = xs[:24], ys[:24]
+    aa = keras_adv.attacks.AutoAttack(0.2, steps=5, queries=20, n_target_classes=2, seed=3)
+    x_py = aa.generate(cnn, x, y, batch_size=32, verbose=1)
+    out = capsys.readouterr().out
+    graph = tf.function(lambda a, b, s: aa(cnn, a, b, seed=s), autograph=False)
+    x_graph = graph(tf.constant(x), tf.constant(y), _batches.batch_seed(3, 0)).numpy()
+    np.testing.assert_array_equal(x_py, x_graph)
+    # One line per member with the points still robust, ending at the final robust count.
+    counts = [int(line.split()[2]) for line in out.splitlines() if line.strip().startswith("after ")]
+    assert [line.split()[1] for line in out.splitlines() if line.strip().startswith("after ")] == \
+        ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert counts == sorted(counts, reverse=True)
+    pred_adv, pred = np.argmax(cnn(x_py), -1), np.argmax(cnn(x), -1)
+    assert counts[-1] == int(np.sum((pred_adv == y) & (pred == y)))
+    assert f"{int(np.sum(pred == y))} correctly classified" in out

@@ -1,0 +1,173 @@
+"""PGD-10 throughput (examples/s): keras_adv against the cost floor, cleverhans and IBM ART, in one run.
+
+The cost floor is a plain `tf.function` graph loop doing the same work as PGD-10 L∞ (uniform
+random start, 10 sign-gradient steps of the cross-entropy, projection and clipping), compiled once.
+Every implementation attacks the same model, the same batches (batch 256) with the same ε and step
+size; each is timed after one warm-up call (tracing excluded for the graph-mode entries, reported
+separately for keras_adv's eager call), and the timings are interleaved round by round so all see the
+same machine load; the median round is reported. Two models: the digits `small_cnn` (8×8×1) and the
+CIFAR-size `small_cnn((32, 32, 3))` (random weights: throughput does not depend on them).
+
+keras_adv entries:
+  * `generate`: `attack.generate(model, x, y, batch_size=256)` (numpy in, numpy out);
+  * `eager call`: `attack(model, x, y)` called eagerly, batch by batch;
+  * `tf.function`: the user's own `tf.function(lambda x, y: attack(model, x, y))`.
+
+Peers are benchmark-only dependencies (never runtime ones), in a venv that sees our TensorFlow:
+
+    python -m venv --system-site-packages /work/venvs/evalscale
+    /work/venvs/evalscale/bin/pip install --no-deps adversarial-robustness-toolbox cleverhans multiprocess dill
+    PYTHONPATH=. /work/venvs/evalscale/bin/python benchmarks/attack_throughput.py [--rounds 3] [--batches 4]
+
+Writes benchmarks/results/attack_throughput.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_adv as ka  # noqa: E402
+from keras_adv.models.presets import small_cnn  # noqa: E402
+
+EPS, STEPS, BATCH = 0.1, 10, 256
+STEP_SIZE = 2.5 * EPS / STEPS
+
+
+def plain_loop(model):
+    """The cost floor: PGD-10 as one tf.function with a tf.while_loop."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+
+    @tf.function
+    def run(x, y, seed):
+        x_adv = tf.clip_by_value(x + tf.random.stateless_uniform(tf.shape(x), seed, -EPS, EPS), 0.0, 1.0)
+
+        def body(i, x_adv):
+            with tf.GradientTape() as tape:
+                tape.watch(x_adv)
+                loss = loss_fn(y, model(x_adv, training=False))
+            g = tape.gradient(loss, x_adv)
+            x_adv = x_adv + STEP_SIZE * tf.sign(g)
+            x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x - EPS, x + EPS), 0.0, 1.0)
+            return i + 1, x_adv
+
+        return tf.while_loop(lambda i, _: i < STEPS, body, (0, x_adv))[1]
+
+    return run
+
+
+def implementations(model, x, y, input_shape):
+    attack = ka.attacks.PGD(EPS, steps=STEPS, step_size=STEP_SIZE, seed=0)
+    floor = plain_loop(model)
+    batches = [(tf.constant(x[i:i + BATCH]), tf.constant(y[i:i + BATCH])) for i in range(0, len(x), BATCH)]
+    seed = tf.constant([1, 2], tf.int32)
+    compiled = tf.function(lambda xb, yb: attack(model, xb, yb, seed=seed))
+    out = {
+        "plain tf.function loop (floor)": lambda: [floor(xb, yb, seed).numpy() for xb, yb in batches],
+        "keras_adv generate": lambda: attack.generate(model, x, y, batch_size=BATCH, verbose=0),
+        "keras_adv eager call attack(model, x, y)": lambda: [attack(model, xb, yb).numpy() for xb, yb in batches],
+        "keras_adv in the user's tf.function": lambda: [compiled(xb, yb).numpy() for xb, yb in batches],
+    }
+    try:
+        from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+        out["cleverhans projected_gradient_descent (eager)"] = lambda: [
+            projected_gradient_descent(model, xb, EPS, STEP_SIZE, STEPS, np.inf, clip_min=0.0, clip_max=1.0,
+                                       y=yb, rand_init=True, sanity_checks=False).numpy()
+            for xb, yb in batches]
+    except ImportError as e:  # reported, not hidden
+        print(f"cleverhans unavailable: {e}")
+    try:
+        from art.attacks.evasion import ProjectedGradientDescent
+        from art.estimators.classification import TensorFlowV2Classifier
+
+        clf = TensorFlowV2Classifier(model, nb_classes=10, input_shape=input_shape, clip_values=(0.0, 1.0),
+                                     loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        art = ProjectedGradientDescent(clf, norm=np.inf, eps=EPS, eps_step=STEP_SIZE, max_iter=STEPS,
+                                       num_random_init=1, batch_size=BATCH, verbose=False)
+        out["IBM ART ProjectedGradientDescent"] = lambda: art.generate(x, y=y)
+    except ImportError as e:
+        print(f"ART unavailable: {e}")
+    return out
+
+
+def bench(name, input_shape, n, rounds):
+    keras.utils.set_random_seed(0)
+    model = small_cnn(input_shape, 10, name=name)
+    rng = np.random.default_rng(0)
+    if input_shape == (8, 8, 1):
+        _, (xs, ys) = ka.datasets.load_digits()
+        idx = rng.integers(0, len(xs), n)
+        x, y = xs[idx], ys[idx]
+    else:
+        x = rng.uniform(0, 1, (n,) + input_shape).astype("float32")
+        y = rng.integers(0, 10, n).astype("int64")
+    impls = implementations(model, x, y, input_shape)
+    first = {}
+    for label, fn in impls.items():  # warm-up: tracing and first-call costs
+        t0 = time.perf_counter()
+        fn()
+        first[label] = time.perf_counter() - t0
+    times = {label: [] for label in impls}
+    for _ in range(rounds):
+        for label, fn in impls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t0)
+    floor = statistics.median(times["plain tf.function loop (floor)"])
+    art = statistics.median(times.get("IBM ART ProjectedGradientDescent", [float("nan")]))
+    rows = []
+    for label, ts in times.items():
+        med = statistics.median(ts)
+        rows.append({"implementation": label, "examples_per_s": n / med, "median_s": med, "min_s": min(ts),
+                     "first_call_s": first[label], "vs_floor": floor / med, "vs_art": art / med})
+    return {"model": name, "input_shape": list(input_shape), "examples": n, "rounds": rounds, "rows": rows}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    n = BATCH * (1 if args.quick else args.batches)
+    results = {
+        "benchmark": "attack_throughput",
+        "attack": f"PGD-{STEPS} L∞, ε={EPS}, step {STEP_SIZE:g}, batch {BATCH}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), TF {tf.__version__}, "
+                   f"Keras {keras.__version__}",
+        "models": [bench("digits_cnn", (8, 8, 1), n, rounds), bench("cifar_size_cnn", (32, 32, 3), n, rounds)],
+    }
+    lines = ["# Attack throughput: PGD-10 (examples/s)", "",
+             f"{results['attack']}; {results['machine']}. Median of {rounds} interleaved rounds after a "
+             "warm-up call; `first call` includes tracing. Ratios: time of the floor (or ART) / time of the row.", ""]
+    for m in results["models"]:
+        lines += [f"## {m['model']} {tuple(m['input_shape'])}, {m['examples']} examples", "",
+                  "| implementation | examples/s | × plain loop | × ART | first call (s) |", "|---|---|---|---|---|"]
+        for r in m["rows"]:
+            lines.append(f"| {r['implementation']} | {r['examples_per_s']:.0f} | {r['vs_floor']:.2f} | "
+                         f"{r['vs_art']:.2f} | {r['first_call_s']:.2f} |")
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if not args.quick:
+        os.makedirs("benchmarks/results", exist_ok=True)
+        with open("benchmarks/results/attack_throughput.json", "w") as f:
+            json.dump(results, f, indent=2)
+        with open("benchmarks/results/attack_throughput.md", "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

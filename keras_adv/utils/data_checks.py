@@ -1,0 +1,363 @@
+"""Checks of training / evaluation data, run before any weight changes.
+
+`AdversarialModel.fit` / `evaluate` call `guarded_call`, which
+
+1. checks in-memory data (numpy arrays, lists, eager tensors) *once, before
+   the first step*: dtype, emptiness, lengths, finiteness, the attack's
+   bounds, labels against the compiled loss and the number of classes,
+   sample weights. A bad value anywhere (also in the last batch) raises a
+   plain `ValueError`/`TypeError` naming the argument, and no step runs;
+2. for streamed data (`tf.data`, generators), which cannot be read twice,
+   the train/test steps check every batch in the graph (`batch_checks`,
+   plus the attack's own finite-and-in-bounds check) *before* the weight
+   update of that batch. When a check fails, the update of that batch is
+   not applied, `fit` puts the weights and the optimizer state back to their
+   values when `fit` started, and raises a plain `ValueError` with the
+   check's message (instead of a 30-line graph traceback). So no bad batch,
+   early or late, leaves a partial update behind.
+
+Messages raised from the graph carry the marker `MARKER`, which is how
+`guarded_call` recognises them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import warnings
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["MARKER", "guarded_call", "batch_checks", "check_arrays", "check_wrapper_attacks"]
+
+MARKER = "[keras_adv input check]"
+
+# Error texts of TensorFlow ops that a bad batch triggers before our own checks can.
+_TF_LABEL_ERROR = re.compile(r"Received a label value of (-?\d+) which is outside the valid range of \[0, (\d+)\)")
+
+
+# ----------------------------------------------------------------- helpers
+def _loss_kind(loss) -> Optional[str]:
+    """'sparse', 'categorical' or None (unknown) for a compiled loss."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        name = loss.lower()
+    elif isinstance(loss, keras.losses.Loss):
+        name = type(loss).__name__.lower()
+        fn = getattr(loss, "fn", None)
+        if fn is not None:
+            name += " " + getattr(fn, "__name__", "").lower()
+    else:
+        name = getattr(loss, "__name__", "").lower()
+    if "sparse" in name and ("categorical" in name or "crossentropy" in name):
+        return "sparse"
+    if "categorical" in name and "crossentropy" in name:
+        return "categorical"
+    return None
+
+
+def num_classes(model) -> Optional[int]:
+    """The number of classes of the base model's output, when static."""
+    base = getattr(model, "base_model", model)
+    try:
+        shape = base.outputs[0].shape
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    if shape is None or len(shape) < 2 or shape[-1] is None:
+        return None
+    return int(shape[-1])
+
+
+def input_shape(model):
+    """The base model's static input shape (with the batch axis), when it has one input of known shape."""
+    base = getattr(model, "base_model", model)
+    try:
+        inputs = base.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape)
+
+
+def _is_array_like(v) -> bool:
+    if v is None or isinstance(v, (tf.data.Dataset, dict)):
+        return False
+    if isinstance(v, keras.utils.PyDataset) or inspect.isgenerator(v):
+        return False
+    if tf.is_tensor(v):
+        return tf.executing_eagerly() and not isinstance(v, tf.SparseTensor)
+    return isinstance(v, (np.ndarray, list, tuple)) or hasattr(v, "__array__")
+
+
+def _as_array(name, v):
+    try:
+        arr = np.asarray(v.numpy() if tf.is_tensor(v) else v)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"`{name}` must be an array of numbers; could not convert it: {e}") from None
+    if arr.dtype == object or arr.dtype.kind in "USV":
+        raise TypeError(
+            f"`{name}` must be numeric; got an array of dtype {arr.dtype} (strings or objects). "
+            "Encode text into numbers first (e.g. with keras.layers.TextVectorization)."
+        )
+    return arr
+
+
+# -------------------------------------------------------------- arrays
+def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefix="") -> None:
+    """Checks in-memory data before `fit`/`evaluate`; raises `ValueError`/`TypeError` naming the argument."""
+    p = arg_prefix
+    if getattr(model, "perturb_layer", None) is not None:
+        # Inner-layer perturbation (text): the inputs are token ids or strings, the attack acts on
+        # the named layer's output; the input checks of the attack's bounds do not apply to them.
+        n = len(x)
+        if n == 0:
+            raise ValueError(f"`{p}x` is empty: there is nothing to train on or evaluate.")
+        if y is not None:
+            y = _as_array(f"{p}y", y)
+            if len(y) != n:
+                raise ValueError(f"`{p}x` and `{p}y` must have the same length, got {n} and {len(y)}.")
+            _check_labels(f"{p}y", y, _loss_kind(getattr(model, "loss", None)), num_classes(model))
+        return
+    x = _as_array(f"{p}x", x)
+    if x.ndim == 0:
+        raise ValueError(f"`{p}x` must be batched, shape (examples, ...), got a scalar.")
+    n = len(x)
+    if n == 0:
+        raise ValueError(f"`{p}x` is empty: there is nothing to train on or evaluate.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(
+            f"`{p}x` must be floating point, scaled to the attack bounds {bounds}; got dtype {x.dtype}. "
+            "Convert integer images first, e.g. x.astype('float32') / 255; for the token ids of a text "
+            "model pass `perturb_layer=` (e.g. perturb_layer='embedding') or attack with HotFlip."
+        )
+    expected = input_shape(model)
+    if expected is not None and (len(expected) != x.ndim or any(
+            e is not None and e != a for e, a in zip(expected[1:], x.shape[1:]))):
+        raise ValueError(
+            f"`{p}x` has shape {x.shape}, but the model takes inputs of shape {tuple(expected)} "
+            "(None: any size)."
+        )
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int(np.argwhere(~finite.reshape(n, -1).all(axis=1))[0, 0])
+        raise ValueError(f"`{p}x` contains NaN or infinite values (first at example {bad}).")
+    if bounds is not None:
+        lo, hi = bounds
+        xmin, xmax = float(x.min()), float(x.max())
+        if xmin < lo or xmax > hi:
+            raise ValueError(
+                f"`{p}x` must lie inside the attack bounds {tuple(bounds)}; got values in "
+                f"[{xmin:.4g}, {xmax:.4g}]. Rescale the data (e.g. x / 255 or x / 16) or give the "
+                "attack the bounds your data uses."
+            )
+    if y is not None:
+        y = _as_array(f"{p}y", y)
+        if len(y) != n:
+            raise ValueError(f"`{p}x` and `{p}y` must have the same length, got {n} and {len(y)}.")
+        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+            raise ValueError(f"`{p}y` contains NaN or infinite values.")
+        _check_labels(f"{p}y", y, _loss_kind(getattr(model, "loss", None)), num_classes(model))
+    if sample_weight is not None:
+        sw = _as_array(f"{p}sample_weight", sample_weight)
+        if len(sw) != n:
+            raise ValueError(
+                f"`{p}sample_weight` must have one weight per example: {len(sw)} weights for {n} examples."
+            )
+        if not np.isfinite(sw).all():
+            raise ValueError(f"`{p}sample_weight` contains NaN or infinite values.")
+        if (sw < 0).any():
+            raise ValueError(f"`{p}sample_weight` must be >= 0, got a minimum of {float(sw.min()):.4g}.")
+
+
+def _check_labels(name, y, kind, classes):
+    if kind is None:
+        return
+    if kind == "sparse":
+        if y.ndim == 2 and y.shape[1] > 1:
+            raise ValueError(
+                f"`{name}` looks one-hot (shape {y.shape}) but the compiled loss is sparse: give integer "
+                "class labels of shape (examples,), e.g. y.argmax(-1), or compile with "
+                "keras.losses.CategoricalCrossentropy."
+            )
+        if y.ndim > 2:
+            raise ValueError(f"`{name}` must be integer labels of shape (examples,), got shape {y.shape}.")
+        if np.issubdtype(y.dtype, np.floating) and not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(
+                f"`{name}` holds non-integer values (e.g. {y[np.mod(y, 1) != 0].flat[0]!r}) but the compiled "
+                "loss is sparse: give integer class labels (or compile with a loss for soft labels)."
+            )
+        if not np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_:
+            raise TypeError(f"`{name}` must be integer class labels, got dtype {y.dtype}.")
+        if y.size:
+            lo, hi = float(y.min()), float(y.max())
+            if lo < 0 or (classes is not None and hi >= classes):
+                limit = f"[0, {classes})" if classes is not None else "[0, classes)"
+                raise ValueError(
+                    f"`{name}` has labels outside {limit} (the model's output has "
+                    f"{classes if classes is not None else 'unknown'} classes); got labels in [{lo:g}, {hi:g}]."
+                )
+    else:  # categorical
+        if y.ndim != 2 or (classes is not None and y.shape[1] != classes):
+            raise ValueError(
+                f"`{name}` must be one-hot of shape (examples, {classes if classes else 'classes'}) for the "
+                f"compiled categorical loss, got shape {y.shape}. Use "
+                "keras.losses.SparseCategoricalCrossentropy for integer labels."
+            )
+
+
+def _check_dataset(name, data):
+    if isinstance(data, tf.data.Dataset):
+        card = int(data.cardinality().numpy())
+        if card == 0:
+            raise ValueError(f"`{name}` (a tf.data.Dataset) is empty: it yields no batches.")
+
+
+# ------------------------------------------------------------- in graph
+def batch_checks(model, y, sample_weight):
+    """In-graph checks of one batch's labels and sample weights (asserts named with `MARKER`).
+
+    Returns `(y, sample_weight)` gated on the checks: every op of the step that
+    reads them (the attack, the losses, a label gather) runs only after the
+    checks passed, so a bad batch raises the named error — never a raw op error
+    such as an out-of-range gather — and stops the step before its weight update.
+    `x` is checked by the attack (finite, in bounds).
+    """
+    kind = _loss_kind(getattr(model, "loss", None))
+    classes = num_classes(model)
+    checks = []
+    if kind == "sparse" and y is not None and classes is not None and (y.dtype.is_integer or y.dtype.is_floating):
+        in_range = tf.reduce_all((y >= tf.cast(0, y.dtype)) & (y < tf.cast(classes, y.dtype)))
+        checks.append(tf.debugging.Assert(in_range, [
+            f"{MARKER} `y` has labels outside [0, {classes}) (the model has "
+            f"{classes} classes); min/max label in the batch:", tf.reduce_min(y), tf.reduce_max(y)]))
+    if sample_weight is not None and sample_weight.dtype.is_floating:
+        ok = tf.reduce_all(tf.math.is_finite(sample_weight) & (sample_weight >= 0))
+        checks.append(tf.debugging.Assert(
+            ok, [f"{MARKER} `sample_weight` contains NaN, infinite or negative values."]))
+    if not checks:
+        return y, sample_weight
+    with tf.control_dependencies(checks):
+        y = tf.nest.map_structure(tf.identity, y) if y is not None else None
+        sample_weight = tf.identity(sample_weight) if sample_weight is not None else None
+    return y, sample_weight
+
+
+def assert_finite_loss(loss) -> None:
+    """In-graph: the step's total loss must be finite before the weights are updated."""
+    tf.debugging.Assert(
+        tf.reduce_all(tf.math.is_finite(loss)),
+        [f"{MARKER} the training loss became NaN or infinite (the model's outputs or the data overflow; "
+         "under mixed precision check for values too large for float16). The update was not applied."],
+    )
+
+
+# ------------------------------------------------------ wrapper checks
+def check_wrapper_attacks(attack, eval_attack) -> None:
+    """Construction-time checks of the wrapper's attacks."""
+    for arg, a in (("attack", attack), ("eval_attack", eval_attack)):
+        if a is None:
+            continue
+        if getattr(a, "targeted", False):
+            raise ValueError(
+                f"`{arg}` is targeted ({a!r}), but AdversarialModel passes the *true* labels to it: a targeted "
+                "attack would move inputs towards their own class and report robustness that is not there. "
+                "Use an untargeted attack (targeted=False)."
+            )
+        eps, bounds = getattr(a, "epsilon", None), getattr(a, "bounds", None)
+        norm = getattr(getattr(a, "norm", None), "name", None)
+        if eps is not None and bounds is not None and norm == "linf" and eps >= bounds[1] - bounds[0]:
+            warnings.warn(
+                f"`{arg}`'s epsilon={eps:g} is at least the width of its bounds {tuple(bounds)}: every input "
+                "is reachable, so no model can be robust at this budget.", UserWarning, stacklevel=3)
+
+
+# -------------------------------------------------------- fit/evaluate
+def _bind(method_name, args, kwargs):
+    sig = inspect.signature(getattr(keras.Model, method_name))
+    bound = sig.bind_partial(None, *args, **kwargs)
+    out = dict(bound.arguments)
+    out.pop("self", None)
+    return out
+
+
+def _bounds_of(model, method_name):
+    attack = getattr(model, "attack", None)
+    if method_name == "evaluate" and getattr(model, "eval_attack", None) is not None:
+        attack = model.eval_attack
+    if attack is None or not getattr(attack, "check_inputs", True):
+        return None
+    return getattr(attack, "bounds", None)
+
+
+def precheck(model, method_name, args, kwargs) -> None:
+    """The once-before-the-first-step checks of `fit(...)` / `evaluate(...)` arguments."""
+    a = _bind(method_name, args, kwargs)
+    x, y, sw = a.get("x"), a.get("y"), a.get("sample_weight")
+    bounds = _bounds_of(model, method_name)
+    _check_dataset("x", x)
+    multi_input = isinstance(x, (list, tuple)) and any(isinstance(e, (np.ndarray, tf.Tensor)) for e in x)
+    if _is_array_like(x) and not multi_input:
+        check_arrays(model, x, y if _is_array_like(y) else None, sw if _is_array_like(sw) else None,
+                     bounds=bounds)
+    elif x is None:
+        raise ValueError(f"`x` is required by {method_name}(): pass the training inputs.")
+    if method_name == "fit":
+        vd = a.get("validation_data")
+        _check_dataset("validation_data", vd)
+        if isinstance(vd, (list, tuple)) and len(vd) in (2, 3) and _is_array_like(vd[0]):
+            check_arrays(model, vd[0], vd[1], vd[2] if len(vd) == 3 else None,
+                         bounds=_bounds_of(model, "evaluate"), arg_prefix="validation_data ")
+
+
+def _snapshot(model):
+    variables = list(model.variables)
+    opt = getattr(model, "optimizer", None)
+    if opt is not None and getattr(opt, "built", False):
+        variables += [v for v in opt.variables if all(v is not w for w in variables)]
+    return [(v, np.array(v.numpy())) for v in variables]
+
+
+def _restore(snapshot):
+    for v, value in snapshot:
+        v.assign(value)
+
+
+def _clean_message(e) -> Optional[str]:
+    msg = str(getattr(e, "message", e))
+    if MARKER in msg:
+        tail = msg[msg.index(MARKER) + len(MARKER):]
+        return tail.split("\n\t [[")[0].split("\n\n")[0].strip().replace("\n", " ")
+    m = _TF_LABEL_ERROR.search(msg)
+    if m:
+        return f"`y` has labels outside [0, {m.group(2)}) (got the label {m.group(1)})."
+    if "must lie inside bounds=" in msg:  # the attack's fused in-graph check
+        start = msg.index("`x` must lie inside bounds=")
+        return msg[start:].split("\n")[0].split("\t")[0].strip().rstrip(".") + "."
+    return None
+
+
+def guarded_call(model, super_method, method_name, args, kwargs):
+    """Runs `fit`/`evaluate` with the pre-checks, and turns in-graph check failures into a plain error.
+
+    For `fit`, the variables (model and optimizer) are snapshotted first; when
+    a check fails mid-run they are restored before the error is raised.
+    """
+    precheck(model, method_name, args, kwargs)
+    snapshot = _snapshot(model) if method_name == "fit" and model.built else None
+    try:
+        return super_method(*args, **kwargs)
+    except (tf.errors.InvalidArgumentError, ValueError) as e:
+        message = _clean_message(e)
+        if message is None:
+            raise
+        restored = ""
+        if snapshot is not None:
+            _restore(snapshot)
+            restored = " The weights and optimizer state were restored to their values before fit()."
+        raise ValueError(f"{method_name}(): {message}{restored}") from None
