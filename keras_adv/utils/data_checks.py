@@ -109,6 +109,13 @@ def _as_array(name, v):
 
 
 # -------------------------------------------------------------- arrays
+def _describe(bounds):
+    lo, hi = bounds
+    if np.ndim(lo) == 0 and np.ndim(hi) == 0:
+        return (float(lo), float(hi))
+    return "(per-feature lower/upper arrays)"
+
+
 def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefix="") -> None:
     """Checks in-memory data before `fit`/`evaluate`; raises `ValueError`/`TypeError` naming the argument."""
     p = arg_prefix
@@ -148,11 +155,11 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
         bad = int(np.argwhere(~finite.reshape(n, -1).all(axis=1))[0, 0])
         raise ValueError(f"`{p}x` contains NaN or infinite values (first at example {bad}).")
     if bounds is not None:
-        lo, hi = bounds
+        lo, hi = (np.asarray(b, dtype="float64") for b in bounds)  # scalars or per-feature arrays
         xmin, xmax = float(x.min()), float(x.max())
-        if xmin < lo or xmax > hi:
+        if np.any(x < lo) or np.any(x > hi):
             raise ValueError(
-                f"`{p}x` must lie inside the attack bounds {tuple(bounds)}; got values in "
+                f"`{p}x` must lie inside the attack bounds {_describe(bounds)}; got values in "
                 f"[{xmin:.4g}, {xmax:.4g}]. Rescale the data (e.g. x / 255 or x / 16) or give the "
                 "attack the bounds your data uses."
             )
@@ -271,7 +278,8 @@ def check_wrapper_attacks(attack, eval_attack) -> None:
             )
         eps, bounds = getattr(a, "epsilon", None), getattr(a, "bounds", None)
         norm = getattr(getattr(a, "norm", None), "name", None)
-        if eps is not None and bounds is not None and norm == "linf" and eps >= bounds[1] - bounds[0]:
+        width = None if bounds is None else np.asarray(bounds[1], float) - np.asarray(bounds[0], float)
+        if eps is not None and width is not None and norm == "linf" and bool(np.all(eps >= width)):
             warnings.warn(
                 f"`{arg}`'s epsilon={eps:g} is at least the width of its bounds {tuple(bounds)}: every input "
                 "is reachable, so no model can be robust at this budget.", UserWarning, stacklevel=3)

@@ -109,6 +109,9 @@ def check_serialized_loss(serialized: Any, field: str) -> None:
         return  # how Keras serializes its own loss functions (looked up by name in keras.losses)
     if registered and keras.saving.get_registered_object(registered) is not None:
         return
+    if module == "builtins" and serialized.get("class_name") == "function" and isinstance(
+            serialized.get("config"), str) and keras.saving.get_registered_object(serialized["config"]) is not None:
+        return  # a registered function (e.g. "keras_adv>margin"): looked up in the registry, never imported
     name = f"{module}.{serialized.get('config') if serialized.get('class_name') == 'function' else serialized.get('class_name')}"
     raise UntrustedConfigError(
         f"`{field}` names {name!r}, which is neither a Keras nor a keras_adv loss nor a registered object; "
