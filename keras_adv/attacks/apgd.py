@@ -207,24 +207,10 @@ class APGD(Attack):
             ok = success(outputs)
             x_succ = tf.where(mask(ok), x_new, x_succ)
             found = found | ok
-            n_inc = n_inc + tf.cast(loss > prev_loss, dtype)
-            improved = loss > l_best
-            x_best = tf.where(mask(improved), x_new, x_best)
-            g_best = tf.where(mask(improved), g_new, g_best)
-            l_best = tf.where(improved, loss, l_best)
-            counter = counter + 1
-            at_check = tf.equal(counter, k)
-            oscillating = n_inc <= tf.cast(k, dtype) * self.rho
-            no_improvement = ~reduced_last & (l_best_last >= l_best)
-            halve = at_check & (oscillating | no_improvement)
-            step = tf.where(halve, step / 2.0, step)
-            x_next = tf.where(mask(halve), x_best, x_new)
-            g_next = tf.where(mask(halve), g_best, g_new)
-            reduced_last = tf.where(at_check, halve, reduced_last)
-            l_best_last = tf.where(at_check, l_best, l_best_last)
-            n_inc = tf.where(at_check, tf.zeros_like(n_inc), n_inc)
-            k = tf.where(at_check, tf.maximum(k - size_decr, n_min), k)
-            counter = tf.where(at_check, 0, counter)
+            (x_next, g_next, step, x_best, g_best, l_best, n_inc, counter, k, reduced_last,
+             l_best_last) = step_size_checkpoint(
+                loss, prev_loss, x_new, g_new, step, x_best, g_best, l_best, n_inc, counter, k,
+                reduced_last, l_best_last, rho=self.rho, size_decr=size_decr, n_min=n_min, mask=mask)
             return (i + 1, x_next, x_adv, g_next, step, x_best, g_best, l_best, x_succ, found,
                     loss, n_inc, counter, k, reduced_last, l_best_last)
 
@@ -260,6 +246,39 @@ class APGD(Attack):
             config["ce_loss"] = keras.saving.deserialize_keras_object(config["ce_loss"])
         return cls(**config)
 
+
+
+def step_size_checkpoint(loss, prev_loss, x_new, g_new, step, x_best, g_best, l_best, n_inc, counter, k,
+                         reduced_last, l_best_last, *, rho, size_decr, n_min, mask):
+    """APGD's per-example bookkeeping after one step (Croce & Hein 2020, §3.2), shared by APGD and CAPGD.
+
+    Tracks the best point, and at each checkpoint (every `k` steps) halves the
+    step size and restarts from the best point where the loss oscillated (fewer
+    than `rho·k` increases) or stopped improving; the checkpoint interval then
+    shrinks by `size_decr` down to `n_min`. `mask(b)` broadcasts a per-example
+    boolean to the shape of `x`. Returns `(x_next, g_next, step, x_best, g_best,
+    l_best, n_inc, counter, k, reduced_last, l_best_last)`.
+    """
+    dtype = step.dtype
+    n_inc = n_inc + tf.cast(loss > prev_loss, dtype)
+    improved = loss > l_best
+    x_best = tf.where(mask(improved), x_new, x_best)
+    g_best = tf.where(mask(improved), g_new, g_best)
+    l_best = tf.where(improved, loss, l_best)
+    counter = counter + 1
+    at_check = tf.equal(counter, k)
+    oscillating = n_inc <= tf.cast(k, dtype) * rho
+    no_improvement = ~reduced_last & (l_best_last >= l_best)
+    halve = at_check & (oscillating | no_improvement)
+    step = tf.where(halve, step / 2.0, step)
+    x_next = tf.where(mask(halve), x_best, x_new)
+    g_next = tf.where(mask(halve), g_best, g_new)
+    reduced_last = tf.where(at_check, halve, reduced_last)
+    l_best_last = tf.where(at_check, l_best, l_best_last)
+    n_inc = tf.where(at_check, tf.zeros_like(n_inc), n_inc)
+    k = tf.where(at_check, tf.maximum(k - size_decr, n_min), k)
+    counter = tf.where(at_check, 0, counter)
+    return x_next, g_next, step, x_best, g_best, l_best, n_inc, counter, k, reduced_last, l_best_last
 
 def _check_classes(scores, minimum, name):
     n = scores.shape[-1]

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
+from keras_adv.attacks.apgd import step_size_checkpoint
 from keras_adv.attacks.gradients import value_and_gradient
 from keras_adv.utils.validation import check_number
 from keras_adv.attacks.constrained import ConstrainedAttack
@@ -144,24 +145,11 @@ class CAPGD(ConstrainedAttack):
             x_out = tf.where(take[:, None], x_new, x_out)
             l_out = tf.where(take, loss, l_out)
             found = found | ok
-            n_inc = n_inc + tf.cast(loss > prev_loss, dtype)
-            improved = loss > l_best
-            x_best = tf.where(improved[:, None], x_new, x_best)
-            g_best = tf.where(improved[:, None], g_new, g_best)
-            l_best = tf.where(improved, loss, l_best)
-            counter = counter + 1
-            at_check = tf.equal(counter, k)
-            oscillating = n_inc <= tf.cast(k, dtype) * self.rho
-            no_improvement = ~reduced_last & (l_best_last >= l_best)
-            halve = at_check & (oscillating | no_improvement)
-            step = tf.where(halve, step / 2.0, step)
-            x_next = tf.where(halve[:, None], x_best, x_new)
-            g_next = tf.where(halve[:, None], g_best, g_new)
-            reduced_last = tf.where(at_check, halve, reduced_last)
-            l_best_last = tf.where(at_check, l_best, l_best_last)
-            n_inc = tf.where(at_check, tf.zeros_like(n_inc), n_inc)
-            k = tf.where(at_check, tf.maximum(k - size_decr, n_min), k)
-            counter = tf.where(at_check, 0, counter)
+            (x_next, g_next, step, x_best, g_best, l_best, n_inc, counter, k, reduced_last,
+             l_best_last) = step_size_checkpoint(
+                loss, prev_loss, x_new, g_new, step, x_best, g_best, l_best, n_inc, counter, k,
+                reduced_last, l_best_last, rho=self.rho, size_decr=size_decr, n_min=n_min,
+                mask=lambda b: b[:, None])
             return (i + 1, x_next, x_adv, g_next, step, x_best, g_best, l_best, x_out, found, l_out,
                     loss, n_inc, counter, k, reduced_last, l_best_last)
 
