@@ -21,9 +21,23 @@ def build_attacks(names, epsilons, *, steps, restarts, seed, options):
             for name in names}
 
 
+DEFAULT_ATTACKS = {"image": "fgsm,pgd", "tabular": "capgd,constrainedautoattack"}
+
+
+def _tabular_attacks(names, meta):
+    """Tables need attacks that keep records valid in the dataset's FeatureSpace (`domain=`)."""
+    constrained = library().attacks.ConstrainedAttack
+    wrong = [n for n in names if not issubclass(lookup_attack(n), constrained)]
+    if wrong:
+        raise CLIError(f"--attacks {','.join(wrong)}: {meta.name!r} is a table with a feature space (bounds, "
+                       "integer and one-hot features, immutable fields, relations) that these attacks ignore; "
+                       "use capgd, evolutionary or constrainedautoattack.")
+
+
 def run(args) -> int:
     meta = check_dataset(args.dataset)
-    names = inputs.parse_list(args.attacks, "--attacks")
+    tabular = meta.source == "tabular"
+    names = inputs.parse_list(args.attacks or DEFAULT_ATTACKS["tabular" if tabular else "image"], "--attacks")
     for name in names:
         lookup_attack(name)
     epsilons = inputs.parse_epsilons(args.epsilons)
@@ -35,15 +49,25 @@ def run(args) -> int:
     expected = tuple(meta.input_shape)
     got = tuple(base.input_shape[1:]) if getattr(base, "inputs", None) else None
     if got is not None and got != expected:
-        raise CLIError(f"the model takes inputs of shape {got} but dataset {meta.name!r} has images of shape "
+        raise CLIError(f"the model takes inputs of shape {got} but dataset {meta.name!r} has inputs of shape "
                        f"{expected}; pass the dataset it was trained on with --dataset.")
     x, y = ka.datasets.load(meta.name, args.split, limit=args.limit)
-    inputs.check_data(x, f"the {meta.name} {args.split} split")
+    what = "records" if tabular else "images"
+    if tabular:  # raw records in the dataset's FeatureSpace: constrained attacks only
+        _tabular_attacks(names, meta)
+        domain = ka.datasets.feature_space(meta.name)
+        try:
+            domain.check(x, argument=f"the {meta.name} {args.split} split")
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        options = {**options, "domain": domain}
+    else:
+        inputs.check_data(x, f"the {meta.name} {args.split} split")
     attacks = build_attacks(names, epsilons, steps=args.steps, restarts=args.restarts, seed=args.seed,
                             options=options)
     out = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "evaluation")
     if args.verbose:
-        print(f"Evaluating {args.model_file} on {len(x)} {meta.name} {args.split} images: "
+        print(f"Evaluating {args.model_file} on {len(x)} {meta.name} {args.split} {what}: "
               f"attacks {', '.join(attacks)} at eps {', '.join(f'{e:g}' for e in epsilons)}")
     report = ka.evaluate_robustness(base, x, y, attacks=attacks, epsilons=epsilons, batch_size=args.batch_size,
                                     seed=args.seed, verbose=attack_verbosity(args.verbose))
@@ -58,7 +82,7 @@ def run(args) -> int:
     saved = [json_path]
     if plots.can_plot():
         with atomic_path(png_path) as tmp:
-            report.plot(tmp, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} images)")
+            report.plot(tmp, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} {what})")
         saved.append(png_path)
     print("saved " + " and ".join(saved))
     return 0

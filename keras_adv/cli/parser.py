@@ -1,7 +1,8 @@
 """The `keras-adv` argument parser. Standard library only: `--help` and `--version` import no TensorFlow.
 
 Names that come from the library's registries (the `--objective` choices) are
-filled in when a command's help is printed, not when the parser is built.
+filled in when a command's help is printed, from their tested copy `cli/names.json`
+(`cli/names.py`), so help needs no TensorFlow either.
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ signature 'serving_default', one input, output {"predictions": logits}. Then:
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Fills `{objectives}` in option help from the objectives registry, only when help is printed."""
+    """Fills `{objectives}` in option help from the registries' copy (`cli/names.py`), only when help is printed."""
 
     def _get_help_string(self, action):
         text = super()._get_help_string(action)
         if text and "{objectives}" in text:
-            from keras_adv.cli.registry import objective_names
+            from keras_adv.cli import names
 
-            text = text.replace("{objectives}", " | ".join(objective_names()))
+            text = text.replace("{objectives}", " | ".join(names.load()["objectives"]))
         return text
 
 
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=2e-3, help="Adam learning rate (default: 0.002)")
     train.add_argument("--lr-schedule", choices=("cosine", "constant"), default="cosine",
                        help="learning-rate schedule (default: cosine decay to 0 over the run)")
+    train.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                       help="keep an exponential moving average of the weights with this momentum in [0, 1) and "
+                            "end with it (Keras' optimizer `use_ema`); 0 = off (default: 0)")
     train.add_argument("--limit", type=int, default=None, help="use only N training images (default: all)")
     train.add_argument("--test-limit", type=int, default=None, help="use only N test images (default: all)")
     train.add_argument("--validation", dest="validate", action="store_true", default=False,
@@ -179,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model_file", help="the .keras model file (e.g. keras-adv-run/model.keras)")
     evaluate.add_argument("--dataset", default="digits", help="dataset the model was trained on (default: digits)")
     evaluate.add_argument("--split", default="test", help="dataset split (default: test)")
-    evaluate.add_argument("--attacks", default="fgsm,pgd", help="comma-separated attack names (default: fgsm,pgd)")
+    evaluate.add_argument("--attacks", default=None,
+                          help="comma-separated attack names (default: fgsm,pgd; for the tables breast_cancer and "
+                               "flows: capgd,constrainedautoattack, attacks that keep records in the dataset's "
+                               "feature space)")
     evaluate.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3",
                           help="comma-separated Linf budgets in [0, 1] (default: 0,0.05,0.1,0.2,0.3)")
     evaluate.add_argument("--steps", type=int, default=50, help="steps of iterative attacks (default: 50)")

@@ -105,6 +105,8 @@ def run(args) -> int:
             raise CLIError(f"{name} must be >= 1, got {value}.")
     if args.judge_limit is not None and args.judge_limit < 0:
         raise CLIError(f"--judge-limit must be >= 0 (0 = all test images), got {args.judge_limit}.")
+    if not 0.0 <= args.ema < 1.0:  # also refuses NaN
+        raise CLIError(f"--ema must be in [0, 1) (0 = off), got {args.ema:g}.")
     if not args.learning_rate > 0:
         raise CLIError(f"--learning-rate must be > 0, got {args.learning_rate:g}.")
     if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
@@ -153,7 +155,8 @@ def run(args) -> int:
     steps = -(-len(x_train) // args.batch_size) * args.epochs
     lr = (keras.optimizers.schedules.CosineDecay(args.learning_rate, steps) if args.lr_schedule == "cosine"
           else args.learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(lr),
+    ema = {"use_ema": True, "ema_momentum": args.ema} if args.ema else {}
+    model.compile(optimizer=keras.optimizers.Adam(lr, **ema),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     say(f"Adversarial training of {args.model} ({base.count_params():,} weights) on {meta.name} "

@@ -18,3 +18,54 @@ def test_train_on_flows_uses_the_feature_space(tmp_path):
     assert "ConstrainedAutoAttack" in report["judge"] and "CAPGD" in report["train_attack"]
     assert report["train_attack_config"]["domain"]["class_name"] == "FeatureSpace"
     assert 0.0 <= report["robust_accuracy"] <= report["clean_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def breast_cancer_model(tmp_path_factory):
+    import keras
+
+    import keras_adv as ka
+
+    x, y = ka.datasets.load("breast_cancer", "train")
+    keras.utils.set_random_seed(0)
+    model = ka.models.presets.get("tabular_mlp", (30,), 2, width=16, data=x)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=5, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp("table") / "mlp.keras"
+    model.save(path)
+    return path
+
+
+def test_evaluate_on_a_table_uses_its_feature_space_and_equals_the_library(breast_cancer_model, tmp_path):
+    import keras
+
+    import keras_adv as ka
+    from keras_adv import cli
+
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", str(breast_cancer_model), "--dataset", "breast_cancer", "--attacks", "capgd",
+                     "--epsilons", "0,0.1", "--steps", "5", "--limit", "24", "--seed", "3", "--output", str(out),
+                     "--quiet"]) == 0
+    from_cli = json.loads((out / "robustness.json").read_text())
+
+    x, y = ka.datasets.load("breast_cancer", "test", limit=24)
+    domain = ka.datasets.feature_space("breast_cancer")
+    direct = ka.evaluate_robustness(keras.models.load_model(breast_cancer_model), x, y, epsilons=[0.0, 0.1], seed=3,
+                                    attacks={"capgd": ka.attacks.CAPGD(epsilon=0.1, steps=5, seed=3, domain=domain)})
+    direct = direct.to_dict()
+    assert from_cli["attacks"]["capgd"]["results"] == direct["attacks"]["capgd"]["results"]
+    assert from_cli["clean_accuracy"] == direct["clean_accuracy"] > 0.8
+    assert from_cli["run"]["dataset"] == "breast_cancer"
+
+
+def test_evaluate_on_a_table_refuses_image_attacks_by_name(breast_cancer_model, tmp_path, capsys):
+    from keras_adv import cli
+
+    status = cli.main(["evaluate", str(breast_cancer_model), "--dataset", "flows", "--output", str(tmp_path / "e"),
+                       "--quiet"])
+    assert status == 2 and "shape" in capsys.readouterr().err  # a breast-cancer model is not a flows model
+    status = cli.main(["evaluate", str(breast_cancer_model), "--dataset", "breast_cancer", "--attacks", "fgsm,capgd",
+                       "--output", str(tmp_path / "e"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--attacks fgsm" in err and "feature space" in err
+    assert not (tmp_path / "e").exists()  # refused before any file is written
