@@ -15,7 +15,7 @@ import shutil
 import time
 
 from keras_adv.cli import inputs, plots
-from keras_adv.utils.io import atomic_path, atomic_write  # standard library only: no TensorFlow at start-up
+from keras_adv.utils.io import staged_files  # standard library only: no TensorFlow at start-up
 from keras_adv.cli.progress import attack_verbosity, fit_verbosity
 from keras_adv.cli._startup import library
 from keras_adv.cli.registry import (CLIError, attack_label, check_dataset, check_objective, check_preset,
@@ -28,8 +28,10 @@ DEFAULT_OUTPUT = "keras-adv-run"
 RECIPE_WIDTH = {"small_cnn": 96}
 
 
-# What `train` (and then `evaluate`/`export` by default) writes in its output folder.
-RUN_FILES = ("model.keras", "report.json", "training.png", "examples.png", "request.json", "evaluation", "serving")
+# What `train` (and then `evaluate`/`export` by default) writes in its output folder, in the order a new
+# run's files are committed (`keras_adv.utils.io.staged_files`): the stale results of later commands go
+# first, the report last (a new report.json means every other file is the new run's too).
+RUN_FILES = ("evaluation", "serving", "request.json", "model.keras", "training.png", "examples.png", "report.json")
 
 
 def prepare_output(path: str, overwrite: bool):
@@ -38,6 +40,8 @@ def prepare_output(path: str, overwrite: bool):
     Only the files a run writes (`RUN_FILES`, including the `evaluation/` and
     `serving/` folders of later commands) are removed, so no stale result is
     left beside a different model and nothing else in the folder is touched.
+    (`train` itself does not remove them ahead: it replaces them at the end,
+    see `keras_adv.utils.io.staged_files`, so a killed run keeps the old ones.)
     """
     if os.path.exists(path) and not os.path.isdir(path):
         raise CLIError(f"--output {path} is a file, not a folder.")
@@ -109,6 +113,8 @@ def run(args) -> int:
         raise CLIError(f"--ema must be in [0, 1) (0 = off), got {args.ema:g}.")
     if not args.learning_rate > 0:
         raise CLIError(f"--learning-rate must be > 0, got {args.learning_rate:g}.")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise CLIError(f"--output {args.output} is a file, not a folder.")
     if os.path.isdir(args.output) and os.listdir(args.output) and not args.overwrite:
         prepare_output(args.output, overwrite=False)  # refuses before any work is done
 
@@ -178,53 +184,55 @@ def run(args) -> int:
                                     verbose=attack_verbosity(args.verbose))
     judge_time = time.time() - start
 
-    prepare_output(args.output, overwrite=True)
     paths = {
         "model": os.path.join(args.output, "model.keras"),
         "report": os.path.join(args.output, "report.json"),
         "training_plot": os.path.join(args.output, "training.png"),
         "examples_plot": os.path.join(args.output, "examples.png"),
     }
-    with atomic_path(paths["model"]) as tmp:  # an interrupted run never leaves a truncated file
-        model.save(tmp)
-    first_judge = next(iter(judges.values()))
-    result = {
-        "dataset": meta.name,
-        "model": args.model,
-        "width": width,
-        "objective": args.objective,
-        "adv_weight": args.adv_weight,
-        "train_attack": attack_label(attack),
-        "train_attack_config": attack.get_config(),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "lr_schedule": args.lr_schedule,
-        "ema": args.ema,
-        "seed": args.seed,
-        "train_examples": int(len(x_train)),
-        "test_examples": int(len(x_test)),
-        "judged_examples": report.num_examples,
-        # the report's numbers (robust = correct clean AND under every judge, per example)
-        "clean_accuracy": report.clean_accuracy,
-        "robust_accuracy": report.worst_case_accuracy(epsilon),
-        "robust_accuracy_per_judge": {name: report.robust_accuracy(name, epsilon) for name in judges},
-        "judge": " + ".join(attack_label(j) for j in judges.values()),
-        "judge_config": first_judge.get_config(),
-        "robustness": report.to_dict(),
-        "train_seconds": round(train_time, 1),
-        "judge_seconds": round(judge_time, 1),
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "files": paths,
-    }
-    with atomic_write(paths["report"]) as f:
-        json.dump(result, f, indent=2)
-    if plots.can_plot():
-        plots.plot_history(history.history, paths["training_plot"],
-                           title=f"{args.model} on {meta.name}, {args.objective}, {attack_label(attack)}")
-        if domain is None:  # (example images: not for tables)
-            with atomic_path(paths["examples_plot"]) as tmp:
-                report.plot_examples(tmp, attack=next(iter(judges)), epsilon=epsilon)
+    # The files are written into a staging folder next to the output folder, then renamed into it (the
+    # report last), replacing the previous run's: a run killed at any moment leaves every file there
+    # complete, the old one or the new one, and never a temporary file (keras_adv.utils.io.staged_files).
+    with staged_files(args.output, RUN_FILES) as stage:
+        staged = {key: os.path.join(stage, os.path.basename(path)) for key, path in paths.items()}
+        model.save(staged["model"])
+        first_judge = next(iter(judges.values()))
+        result = {
+            "dataset": meta.name,
+            "model": args.model,
+            "width": width,
+            "objective": args.objective,
+            "adv_weight": args.adv_weight,
+            "train_attack": attack_label(attack),
+            "train_attack_config": attack.get_config(),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "lr_schedule": args.lr_schedule,
+            "ema": args.ema,
+            "seed": args.seed,
+            "train_examples": int(len(x_train)),
+            "test_examples": int(len(x_test)),
+            "judged_examples": report.num_examples,
+            # the report's numbers (robust = correct clean AND under every judge, per example)
+            "clean_accuracy": report.clean_accuracy,
+            "robust_accuracy": report.worst_case_accuracy(epsilon),
+            "robust_accuracy_per_judge": {name: report.robust_accuracy(name, epsilon) for name in judges},
+            "judge": " + ".join(attack_label(j) for j in judges.values()),
+            "judge_config": first_judge.get_config(),
+            "robustness": report.to_dict(),
+            "train_seconds": round(train_time, 1),
+            "judge_seconds": round(judge_time, 1),
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "files": paths,
+        }
+        with open(staged["report"], "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+        if plots.can_plot():
+            plots.plot_history(history.history, staged["training_plot"],
+                               title=f"{args.model} on {meta.name}, {args.objective}, {attack_label(attack)}")
+            if domain is None:  # (example images: not for tables)
+                report.plot_examples(staged["examples_plot"], attack=next(iter(judges)), epsilon=epsilon)
 
     judged = (f"all {len(x_test)}" if judge_limit == len(x_test) else f"the first {judge_limit} of the {len(x_test)}")
     print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({judged} {meta.name} test images)")

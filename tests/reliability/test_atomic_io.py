@@ -77,3 +77,61 @@ def test_atomic_directory(tmp_path):
         with io_lib.atomic_directory(tmp_path / "serving" / "2"):
             raise RuntimeError("interrupted")
     assert sorted(os.listdir(tmp_path / "serving")) == ["1"]
+
+
+def test_staged_files_commit_in_order_replace_stale_results_and_keep_other_files(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    (out / "evaluation").mkdir(parents=True)
+    (out / "evaluation" / "robustness.json").write_text("of the old model")
+    for name in ("model.keras", "report.json", "notes.txt"):
+        (out / name).write_text(f"old {name}")
+    names = ["evaluation", "model.keras", "plot.png", "report.json"]
+    moves = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        moves.append((os.path.basename(os.path.dirname(src)) == "run", os.path.basename(dst)))
+        real_replace(src, dst)
+
+    with io_lib.staged_files(out, names) as stage:
+        assert os.path.dirname(stage) == str(tmp_path) and os.path.basename(stage).startswith(".run.staging-")
+        for name in ("report.json", "model.keras", "plot.png"):  # written in any order
+            (tmp_path / stage / name).write_text(f"new {name}")
+        assert (out / "model.keras").read_text() == "old model.keras"  # nothing visible before the commit
+        monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "replace", real_replace)
+    # the stale folder leaves first, then the new files in the order of `names`, the report last
+    assert [m for m in moves if not m[0]] == [(False, "model.keras"), (False, "plot.png"), (False, "report.json")]
+    assert moves[0] == (True, "evaluation")
+    assert sorted(os.listdir(out)) == ["model.keras", "notes.txt", "plot.png", "report.json"]
+    assert (out / "report.json").read_text() == "new report.json" and (out / "notes.txt").read_text() == "old notes.txt"
+    assert os.listdir(tmp_path) == ["run"]  # the staging folder is gone
+
+
+def test_staged_files_failures_leave_the_folder_untouched(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.keras").write_text("old")
+    with pytest.raises(RuntimeError):
+        with io_lib.staged_files(out, ["model.keras"]) as stage:
+            (tmp_path / stage / "model.keras").write_text("half")
+            raise RuntimeError("interrupted")
+    with pytest.raises(ValueError, match=r"\['stray.txt'\] were written but are not in `names`"):
+        with io_lib.staged_files(out, ["model.keras"]) as stage:
+            (tmp_path / stage / "model.keras").write_text("new")
+            (tmp_path / stage / "stray.txt").write_text("?")
+    assert (out / "model.keras").read_text() == "old" and os.listdir(tmp_path) == ["run"]
+    with pytest.raises(ValueError, match="distinct plain file names"):
+        with io_lib.staged_files(out, ["a", "a"]):
+            pass
+
+
+def test_staged_files_remove_the_staging_folders_of_dead_runs_only(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now
+    (tmp_path / f".run.staging-{dead.pid}-x1.partial").mkdir()
+    (tmp_path / ".run.staging-1-x2.partial").mkdir()  # pid 1 is alive: a run in progress keeps its folder
+    (tmp_path / ".other.staging-99999999-x3.partial").mkdir()  # another output folder's: not ours to touch
+    with io_lib.staged_files(tmp_path / "run", ["a.txt"]) as stage:
+        (tmp_path / stage / "a.txt").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == [".other.staging-99999999-x3.partial", ".run.staging-1-x2.partial", "run"]
