@@ -1,8 +1,9 @@
 """Determinism: seeded fits and attacks reproduce bit for bit (see docs/reliability.md for the limits).
 
-* `fit` after `keras.utils.set_random_seed` gives bitwise-identical weights (in-process on CPU here;
-  with `tf.config.experimental.enable_op_determinism()` in a fresh process in the slow test; the
-  kill-and-resume test also compares two processes bit for bit).
+* `fit` after `keras.utils.set_random_seed` gives bitwise-identical weights: in-process on CPU here
+  (default run), and in two fresh processes with `tf.config.experimental.enable_op_determinism()`,
+  comparing the saved `.weights.h5` arrays bit for bit (slow test; a third process with another seed
+  must differ); the kill-and-resume test also compares two processes bit for bit.
 * A seeded attack gives identical examples eagerly and inside `tf.function`, and on re-runs of
   `generate`. Across `generate` batch sizes the examples are identical for attacks without
   randomness (FGSM, PGD without random start, C&W without abort_early, FAB); random attacks draw
@@ -10,7 +11,6 @@
   so their random starts depend on the batching (not per-example keyed: not done).
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -33,12 +33,19 @@ def _base(seed=0):
                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4)])
 
 
-def _fit_weights():
-    base = _base(0)
-    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), seed=1)
+def _fit(seed=0, before=None):
+    """A seeded adversarial fit; returns the base model (`before(base)` is called before training)."""
+    base = _base(seed)
+    if before is not None:
+        before(base)
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), seed=1 + seed)
     model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(X, Y, batch_size=16, epochs=1, verbose=0)  # shuffled: the order comes from the seed too
-    return base.get_weights()
+    return base
+
+
+def _fit_weights():
+    return _fit().get_weights()
 
 
 def test_two_seeded_fits_give_bitwise_identical_weights():
@@ -86,20 +93,43 @@ def test_seeded_attack_is_identical_eagerly_in_graph_and_on_reruns(base, name):
         assert not np.array_equal(g32, g48)
 
 
+FRESH_PROCESS_FIT = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+from tests.reliability.test_determinism import _fit
+seed, init_path, trained_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+_fit(seed, before=lambda base: base.save_weights(init_path)).save_weights(trained_path)
+"""
+
+
+def _saved_weights(path):
+    """The arrays of a `.weights.h5` file, in file order, as raw bytes (bitwise comparison)."""
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.append((name, obj.dtype.str, obj.shape, obj[()].tobytes()))
+                     if isinstance(obj, h5py.Dataset) else None)
+    assert arrays, f"no weights in {path}"
+    return arrays
+
+
 @pytest.mark.slow
 def test_op_determinism_fits_in_fresh_processes_are_bitwise_identical(tmp_path):
-    code = (
-        "import os, sys, json; os.environ['TF_CPP_MIN_LOG_LEVEL']='3';"
-        "import tensorflow as tf; tf.config.experimental.enable_op_determinism();"
-        "sys.path.insert(0, os.getcwd());"
-        "from tests.reliability.test_determinism import _fit_weights;"
-        "print(json.dumps([w.tolist() for w in _fit_weights()]))"
-    )
+    """Two fresh processes (set_random_seed + enable_op_determinism) save bitwise-identical trained weights."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    outs = []
-    for _ in range(2):
-        proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, PYTHONPATH=root))
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        outs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    assert outs[0] == outs[1]
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("other seed", 1)):
+        paths = [str(tmp_path / f"{name}-{which}.weights.h5") for which in ("init", "trained")]
+        proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS_FIT, str(seed), *paths], cwd=root,
+                              capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", "")))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = [_saved_weights(p) for p in paths]
+    (init_a, trained_a), (init_b, trained_b), (_, trained_other) = runs.values()
+    assert trained_a == trained_b  # names, dtypes, shapes and every bit
+    assert init_a == init_b
+    assert trained_a != init_a  # the fit changed the weights ...
+    assert trained_a != trained_other  # ... and a different seed gives different ones: the comparison can fail
