@@ -328,10 +328,7 @@ class AdversarialModel(keras.Model):
 
     def _replica_seed(self):
         """A fresh seed; under a strategy with several replicas, folded with the replica id."""
-        seed = draw_seed(self._seed_generator)
-        if _compat.num_replicas() > 1:
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(_compat.replica_id(), tf.int32))
-        return seed
+        return _compat.replica_seed(draw_seed(self._seed_generator))
 
     def _craft(self, attack, x, y, epsilon, loss=None):
         """The adversarial input, or with `perturb_layer` the inner layer's perturbation δ."""
