@@ -104,11 +104,11 @@ def evaluate_robustness(
             batch is split across its replicas, each replica attacks its part
             with the batch seed folded with its replica id, and the parts are
             gathered back before the report is built, by the same code as
-            without a strategy. Deterministic attacks (FGSM, PGD without
-            random start, C&W, ...) give exactly the report of a run without
-            a strategy; attacks that draw random numbers (random starts,
-            Square's queries, AutoAttack) draw different ones per replica, so
-            their numbers differ within the attacks' own randomness. It
+            without a strategy. Attacks that draw no random numbers (FGSM,
+            PGD without random start, C&W, ...) give exactly the report of a
+            run without a strategy; attacks that draw random numbers (random
+            starts, APGD, Square's queries, AutoAttack) draw them per replica,
+            so their numbers differ as with another seed. It
             applies to `attacks` and `minimal_attack`; diagnostics and the
             adaptive re-runs run without it. Combines with `shard`.
         adaptive: flag, then break: when True (or a dict of options, see

@@ -68,6 +68,8 @@ def mirrored():
     plain = ka.evaluate_robustness(model, x, y, **kw)
     mirrored = ka.evaluate_robustness(model, x, y, strategy=strategy, **kw)
     r = mirrored.results["pgd"]
+    merged = ka.evaluation.RobustnessReport.merge([
+        ka.evaluate_robustness(model, x, y, strategy=strategy, shard=(i, 2), **kw) for i in range(2)])
     x_adv = pgd.generate(model, x, y, batch_size=17, verbose=0, strategy=strategy)
     # Two copies of one example, one per replica: the replica-folded seeds give different random starts.
     start = ka.attacks.FGSM(0.1, random_start=True, seed=3)
@@ -83,6 +85,7 @@ def mirrored():
         "robust_plain": [plain.robust_accuracy("pgd", e) for e in (0.1, 0.2)],
         "clean_same": bool(np.array_equal(mirrored.clean_correct, plain.clean_correct)),
         "twins_differ": not np.array_equal(twins[0], twins[1]),
+        "shards_merge": mismatches(merged, mirrored),
     }
     print(json.dumps(info))
     """)
@@ -105,6 +108,7 @@ def test_mirrored_strategy_random_attacks_draw_per_replica_and_stay_valid(mirror
         assert p <= eps + 1e-6
     assert info["adv_range"][0] >= 0.0 and info["adv_range"][1] <= 1.0 and info["linf"] <= 0.1 + 1e-6
     assert info["differs_from_plain"] and info["twins_differ"]
+    assert info["shards_merge"] == []  # per-replica draws are a function of (seed, batch index, replica)
     # Different draws, the same attack: robust accuracies agree within a few examples of 34.
     for a, b in zip(info["robust"], info["robust_plain"]):
         assert abs(a - b) <= 4 / 34
