@@ -158,3 +158,65 @@ def test_autoattack_under_a_strategy_keeps_its_bookkeeping_valid():
     assert abs(info["aa"] - info["aa_plain"]) <= 3 / 40
     # Only AutoAttack's (random) arrays may differ; the deterministic PGD and the clean pass are identical.
     assert info["pgd_same"] and all(k.startswith("aa/") for k in info["pgd_same"])
+
+
+_MULTI_WORKER = r'''
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf
+mode, out = sys.argv[1], sys.argv[2]
+index = int(os.environ.get("WORKER_INDEX", 0))
+if mode == "multi":
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": os.environ["WORKERS"].split(",")},
+                                          "task": {"type": "worker", "index": index}})
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+else:
+    strategy = None
+import keras, keras_adv as ka
+
+rng = np.random.default_rng(0)
+x = rng.uniform(0.0, 1.0, size=(45, 12)).astype("float32")
+y = rng.integers(0, 3, 45)
+inputs = keras.Input((12,))
+model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16, activation="tanh")(inputs)))
+model.set_weights([rng.normal(size=w.shape).astype("float32") for w in model.get_weights()])
+report = ka.evaluate_robustness(
+    model, tf.data.Dataset.from_tensor_slices((x, y)).batch(15),
+    attacks={"fgsm": ka.attacks.FGSM(0.1), "pgd": ka.attacks.PGD(0.1, steps=3, random_start=False),
+             "pgd_rs": ka.attacks.PGD(0.1, steps=3, seed=2)},
+    epsilons=[0.05, 0.2], verbose=0, diagnose=False, strategy=strategy)
+json.dump({"replicas": 1 if strategy is None else strategy.num_replicas_in_sync,
+           "report": report.to_dict(),
+           "correct": {n: [c.tolist() for c in r.correct] for n, r in report.results.items()},
+           "clean": report.clean_correct.tolist()}, open(f"{out}.{index}.json", "w"))
+'''
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_gathers_the_whole_report_on_every_worker(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.models.test_multi_worker import ROOT, _env, _two_workers
+
+    script = str(tmp_path / "evaluate.py")
+    with open(script, "w") as f:
+        f.write(_MULTI_WORKER)
+    single = subprocess.run([sys.executable, script, "single", str(tmp_path / "single")], cwd=ROOT,
+                            capture_output=True, text=True, env=_env(), timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for code, err in _two_workers(script, str(tmp_path / "multi"), timeout=300):
+        assert code == 0, err[-3000:]
+    load = lambda name: json.load(open(tmp_path / name))  # noqa: E731
+    one, w0, w1 = load("single.0.json"), load("multi.0.json"), load("multi.1.json")
+    assert w0["replicas"] == 2 and one["replicas"] == 1
+    # Every worker holds the report of the whole set (gathered across workers).
+    assert w0["report"] == w1["report"] and w0["correct"] == w1["correct"]
+    # Deterministic attacks: exactly the single-process report; the random start differs but stays valid.
+    for name in ("fgsm", "pgd"):
+        assert w0["report"]["attacks"][name] == one["report"]["attacks"][name]
+        assert w0["correct"][name] == one["correct"][name]
+    assert w0["clean"] == one["clean"]
+    clean = np.array(w0["clean"])
+    for c in w0["correct"]["pgd_rs"]:
+        assert not (np.array(c) & ~clean).any()
