@@ -194,21 +194,9 @@ json.dump({"replicas": 1 if strategy is None else strategy.num_replicas_in_sync,
 
 @pytest.mark.slow
 def test_multi_worker_strategy_gathers_the_whole_report_on_every_worker(tmp_path):
-    import subprocess
-    import sys
+    from tests.models.test_multi_worker import single_and_two_workers
 
-    from tests.models.test_multi_worker import ROOT, _env, _two_workers
-
-    script = str(tmp_path / "evaluate.py")
-    with open(script, "w") as f:
-        f.write(_MULTI_WORKER)
-    single = subprocess.run([sys.executable, script, "single", str(tmp_path / "single")], cwd=ROOT,
-                            capture_output=True, text=True, env=_env(), timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
-    for code, err in _two_workers(script, str(tmp_path / "multi"), timeout=300):
-        assert code == 0, err[-3000:]
-    load = lambda name: json.load(open(tmp_path / name))  # noqa: E731
-    one, w0, w1 = load("single.0.json"), load("multi.0.json"), load("multi.1.json")
+    _, one, w0, w1 = single_and_two_workers(_MULTI_WORKER, tmp_path, timeout=300)
     assert w0["replicas"] == 2 and one["replicas"] == 1
     # Every worker holds the report of the whole set (gathered across workers).
     assert w0["report"] == w1["report"] and w0["correct"] == w1["correct"]
