@@ -17,7 +17,8 @@ The benchmark environment (peers see our TensorFlow; nothing is downgraded):
     python -m venv --system-site-packages /work/venvs/evalscale
     /work/venvs/evalscale/bin/pip install --no-deps adversarial-robustness-toolbox cleverhans multiprocess dill
 
-Prints markdown tables and writes benchmarks/results/attack_parity.md.
+Prints markdown tables and writes benchmarks/results/attack_parity.md (and the README's numbers
+in attack_parity.json, rendered by benchmarks/readme.py).
 Speeds are examples/second measured in this one run, after one warm-up call
 (graph tracing excluded for keras_adv; ART has no tracing).
 """
@@ -25,6 +26,7 @@ Speeds are examples/second measured in this one run, after one warm-up call
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
@@ -183,6 +185,7 @@ def main():
     keep = np.flatnonzero(model.predict(x_test, verbose=0).argmax(1) == y_test)[:n]
     x, y = x_test[keep], y_test[keep]
     target = (y + 1) % 10
+    summary = {"points": int(n), "clean_accuracy": clean, "undefended": {}}  # the README's numbers
     lines = [
         "# Attack-suite parity (keras_adv vs ART / cleverhans)", "",
         f"Digits 8×8: the first {n} test points the undefended `small_cnn` classifies correctly "
@@ -237,6 +240,8 @@ def main():
         else:
             targeted = "n/a (untargeted by design)"
         emit(f"| {name} | {untargeted:.3f} | {ra:.3f} | {targeted} | {speed:.1f} |")
+        summary["undefended"][name] = {"untargeted_success": untargeted, "robust_accuracy": ra,
+                                       "examples_per_s": speed}
         print(flush=True)
 
     # ------------------------------------------------ 2. parity with peers
@@ -284,7 +289,7 @@ def main():
     for label, (xa, speed) in cw_rows.items():
         ok = model.predict(xa, verbose=0).argmax(1) != y
         d = l2(xa, x)
-        cw_stats[label] = (ok.mean(), d[ok].mean() if ok.any() else float("nan"))
+        cw_stats[label] = (ok.mean(), d[ok].mean() if ok.any() else float("nan"), speed)
         emit(f"| {label} | {ok.mean():.3f} | {cw_stats[label][1]:.4f} | "
              f"{np.median(d[ok]) if ok.any() else float('nan'):.4f} | {speed:.1f} |")
     # Same-points comparison of distances (points both succeed on).
@@ -306,10 +311,12 @@ def main():
     xa, speed = ours(A.Square(eps_inf, queries=sq_queries), model, x, y)
     sq_ours = acc(model, xa, y)
     emit(f"| keras_adv Square | {sq_ours:.3f} | {speed:.1f} |")
+    sq_speed = speed
     art_sq = SquareAttack(clf, norm=np.inf, eps=eps_inf, max_iter=sq_queries, p_init=0.8, batch_size=n, verbose=False)
     xa, speed = timed(lambda: art_sq.generate(x, y=y), n)
     sq_art = acc(model, xa, y)
     emit(f"| ART SquareAttack | {sq_art:.3f} | {speed:.1f} |")
+    sq_art_speed = speed
     xa, speed = ours(A.Square(eps_l2, queries=sq_queries, norm="l2"), model, x, y)
     sq2_ours = acc(model, xa, y)
     art_sq2 = SquareAttack(clf, norm=2, eps=eps_l2, max_iter=sq_queries, p_init=0.8, batch_size=n, verbose=False)
@@ -323,10 +330,12 @@ def main():
     xa, speed = ours(A.SpatialTransformation(30.0, 2.0, n_rotations=7, n_translations=5), model, x, y)
     sp_ours = acc(model, xa, y)
     emit(f"| keras_adv SpatialTransformation (per-example worst) | {sp_ours:.3f} | {speed:.1f} |")
+    sp_speed = speed
     art_sp = ArtSpatial(clf, max_translation=25.0, num_translations=5, max_rotation=30.0, num_rotations=7, verbose=False)
     xa, speed = timed(lambda: art_sp.generate(x, y=y), n)
     sp_art = acc(model, xa, y)
     emit(f"| ART SpatialTransformation (one transform for the batch) | {sp_art:.3f} | {speed:.1f} |")
+    sp_art_speed = speed
 
     # ------------------------------------------------ 3. AutoAttack on an adversarially trained model
     emit("", f"## 3. AutoAttack vs PGD-50×3 on an adversarially trained model (PGD-7, ε={eps_inf}, L∞)", "")
@@ -350,7 +359,8 @@ def main():
         art_aa = ArtAutoAttack(art_classifier(robust), norm=np.inf, eps=eps_inf, eps_step=eps_inf / 4,
                                batch_size=n)
         xa, speed = timed(lambda: art_aa.generate(x, y=y), n)
-        emit(f"| ART AutoAttack (defaults) | {acc(robust, xa, y):.3f} | {speed:.1f} |")
+        aa_results["ART AutoAttack (defaults)"] = acc(robust, xa, y)
+        emit(f"| ART AutoAttack (defaults) | {aa_results['ART AutoAttack (defaults)']:.3f} | {speed:.1f} |")
     except Exception as e:  # pragma: no cover
         emit(f"(ART AutoAttack failed: {type(e).__name__}: {e})")
 
@@ -367,10 +377,23 @@ def main():
          f"- Spatial grid worst-case acc ≤ ART's: {sp_ours:.3f} vs {sp_art:.3f} → {'PASS' if sp_ours <= sp_art else 'MISS'}",
          f"- AutoAttack ≤ PGD-50×3: {aa_results[rows[2][0]]:.3f} vs {aa_results[rows[0][0]]:.3f} → "
          f"{'PASS' if aa_results[rows[2][0]] <= aa_results[rows[0][0]] else 'MISS'}")
+    summary.update({
+        "cw": {"points": int(n_cw), "success": float(ours_cw[0]), "art_success": float(art_cw_s[0]),
+               "mean_l2_ratio_on_common": float(common_ratio), "speed_vs_art": ours_cw[2] / art_cw_s[2]},
+        "square": {"queries": sq_queries, "robust_accuracy": sq_ours, "art_robust_accuracy": sq_art,
+                   "speed_vs_art": sq_speed / sq_art_speed},
+        "spatial_grid": {"robust_accuracy": sp_ours, "art_robust_accuracy": sp_art,
+                         "speed_vs_art": sp_speed / sp_art_speed},
+        "pgd_trained": {"clean_accuracy": r_clean, "pgd50x3": aa_results[rows[0][0]],
+                        "autoattack": aa_results[rows[2][0]],
+                        "art_autoattack": aa_results.get("ART AutoAttack (defaults)")},
+    })
     if not q:
         os.makedirs("benchmarks/results", exist_ok=True)
         with open("benchmarks/results/attack_parity.md", "w") as f:
             f.write("\n".join(lines) + "\n")
+        with open("benchmarks/results/attack_parity.json", "w") as f:  # the README's numbers (readme.py)
+            json.dump(summary, f, indent=2, default=float)
 
 
 if __name__ == "__main__":

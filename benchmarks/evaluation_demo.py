@@ -4,7 +4,8 @@ Run from the repository root:
 
     PYTHONPATH=. TF_CPP_MIN_LOG_LEVEL=3 python benchmarks/evaluation_demo.py
 
-Writes benchmarks/results/evaluation.md and PNG figures next to it. Takes a
+Writes benchmarks/results/evaluation.md, its README numbers in evaluation.json,
+and PNG figures next to them. Takes a
 few minutes on 2 CPU cores. The gradient-free attack is
 `keras_adv.attacks.Square` when it exists, else the small random-search
 attack of tests/evaluation/helpers.py.
@@ -12,6 +13,7 @@ attack of tests/evaluation/helpers.py.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -57,6 +59,7 @@ def train_adversarial(x, y, seed, eps=0.2, width=32, epochs=30):
 def main():
     os.makedirs(OUT, exist_ok=True)
     md = ["# Honest evaluation on digits (benchmarks/evaluation_demo.py)", ""]
+    summary = {"diagnostics": [], "detection": []}
     (xt, yt), (xs, ys) = keras_adv.datasets.load_digits()
     t0 = time.time()
     undefended = train_plain(xt, yt, seed=0)
@@ -92,6 +95,8 @@ def main():
             md.append(f"| {name} | {eps} | {m['clean_accuracy']:.3f} | {f('fgsm')} | {f('pgd')} | {f('pgd_strong')} "
                       f"| {at1} | {f('gradient_free')} | {', '.join(d.checks) or 'none'} | "
                       f"{'yes' if d.flagged else 'no'}{'' if ok else ' (WRONG)'} | {dt:.0f} |")
+            summary["diagnostics"].append({"model": name, "epsilon": eps, "checks": list(d.checks),
+                                           "flagged": bool(d.flagged), "expected_flag": bool(expect_flag[name])})
             print(name, eps, d.checks, f"{dt:.1f}s", flush=True)
     md += ["", f"Acceptance (every planted model flagged, undefended and PGD-trained not flagged, at both ε): "
            f"**{'PASS' if all_ok else 'FAIL'}**.",
@@ -145,10 +150,14 @@ def main():
         rep.results["adaptive PGD-20"] = rep.results.pop("adaptive")
         rep.results["adaptive PGD-100x3"] = rep2.results["adaptive"]
         md += [f"### ε = {eps} ({time.time() - t:.0f} s)", "", "```", str(rep), "```", ""]
+        summary["detection"].append({"epsilon": eps, **{k: r["roc_auc"] for k, r in rep.results.items()}})
         print("detection", eps, rep.results, flush=True)
 
+    summary["acceptance_pass"] = bool(all_ok)
     with open(os.path.join(OUT, "evaluation.md"), "w") as f:
         f.write("\n".join(md) + "\n")
+    with open(os.path.join(OUT, "evaluation.json"), "w") as f:  # the README's numbers (benchmarks/readme.py)
+        json.dump(summary, f, indent=2)
     print("\n".join(md))
 
 

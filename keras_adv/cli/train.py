@@ -200,6 +200,7 @@ def run(args) -> int:
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "lr_schedule": args.lr_schedule,
+        "ema": args.ema,
         "seed": args.seed,
         "train_examples": int(len(x_train)),
         "test_examples": int(len(x_test)),

@@ -15,7 +15,8 @@ from keras_adv import cli
 TINY_TRAIN = ["train", "--epochs", "1", "--limit", "128", "--test-limit", "40", "--steps", "2",
               "--eval-steps", "3", "--eval-restarts", "1", "--batch-size", "32", "--quiet",
               # the pre-issue-9 defaults (the defaults are now the slower best recipe, judged by AutoAttack too)
-              "--objective", "ce", "--adv-weight", "1", "--width", "32", "--judges", "pgd", "--validation"]
+              "--objective", "ce", "--adv-weight", "1", "--width", "32", "--judges", "pgd", "--validation",
+              "--ema", "0.9"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -46,6 +47,9 @@ def test_train_writes_model_report_and_plots(trained):
                                       "val_accuracy", "val_adv_accuracy"}
     model = keras.models.load_model(trained / "model.keras")
     assert isinstance(model, ka.AdversarialModel)
+    # --ema: Keras' optimizer kept the moving average and fit ended with it
+    assert report["ema"] == 0.9 and model.optimizer.get_config()["use_ema"] is True
+    assert model.optimizer.get_config()["ema_momentum"] == pytest.approx(0.9)
     # the reported clean accuracy is the saved model's
     x, y = ka.datasets.load("digits", "test", limit=40)
     acc = np.mean(np.argmax(model.base_model.predict(x, verbose=0), -1) == y)

@@ -113,6 +113,8 @@ def test_train_refuses_a_used_output_folder_unless_overwrite(tmp_path, capsys):
     (["train", "--epsilon", "nan"], ["--epsilon must be in [0, 1]"]),
     (["evaluate", "m.keras", "--epsilons", "0,0.1,1.5"], ["--epsilons must be in [0, 1]", "got 1.5"]),
     (["train", "--epochs", "0"], ["--epochs must be >= 1"]),
+    (["train", "--ema", "1"], ["--ema must be in [0, 1)", "got 1"]),
+    (["train", "--ema", "-0.5"], ["--ema must be in [0, 1)"]),
 ])
 def test_nonsense_numbers_are_refused(argv, expected, capsys, tmp_path):
     assert cli.main(argv + (["--output", str(tmp_path / "x")] if argv[0] == "train" else [])) == 2
