@@ -115,6 +115,7 @@ def attacks() -> str:
         f"(ART {sp['art_robust_accuracy']:.3f}) at {sp['speed_vs_art']:.1f}× its speed. On a PGD-trained model "
         f"(clean {pt['clean_accuracy']:.3f} on those points) AutoAttack gives robust accuracy {pt['autoattack']:.3f} "
         f"against {pt['pgd50x3']:.3f} for PGD-50×3"
+        + (f" and {pt['art_autoattack']:.3f} for IBM ART's AutoAttack" if pt.get("art_autoattack") is not None else "")
         + (", so it is the stronger evaluation." if pt["autoattack"] <= pt["pgd50x3"] else
            ": here PGD-50×3 was the stronger one.")
         + " Details: `benchmarks/results/attack_parity.md`.\n"
