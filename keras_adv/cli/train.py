@@ -93,11 +93,16 @@ def _judge_name(attack) -> str:
     return name
 
 
+DEFAULT_EPSILON = {"image": 0.2, "tabular": 0.05}
+
+
 def run(args) -> int:
     meta = check_dataset(args.dataset)
     check_preset(args.model)
     check_objective(args.objective)
     lookup_attack(args.attack)
+    if args.epsilon is None:  # the budgets the benchmarks use: 0.2 on [0, 1] pixels, 0.05 of a feature's range
+        args.epsilon = DEFAULT_EPSILON["tabular" if meta.source == "tabular" else "image"]
     epsilon = inputs.check_epsilon(args.epsilon)
     options = inputs.parse_options(args.attack_option)
     for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps)):
