@@ -8,6 +8,7 @@ in README.md is rebuilt from a results file written by a benchmark script:
 | `first-command` | `results/first_command.json` | `benchmarks/first_command.py` (runs `keras-adv train`) |
 | `recipes` | `results/recipes.json` | `benchmarks/recipes.py` |
 | `tabular` | `results/tabular.json` | `benchmarks/tabular_robustness.py` |
+| `tabular-parity` | `results/tabular_parity.json` | `benchmarks/tabular_parity.py` (peer venvs in its docstring) |
 | `attacks` | `results/attack_parity.json` | `benchmarks/attack_parity.py` |
 | `evaluation` | `results/evaluation.json` | `benchmarks/evaluation_demo.py` |
 | `speed` | `results/fit_overhead.json`, `attack_throughput.json`, `autoattack_vs_art.json` | `benchmarks/fit_overhead.py`, `attack_throughput.py`, `attack_parity.py --autoattack` |
@@ -115,6 +116,7 @@ def attacks() -> str:
         f"(ART {sp['art_robust_accuracy']:.3f}) at {sp['speed_vs_art']:.1f}× its speed. On a PGD-trained model "
         f"(clean {pt['clean_accuracy']:.3f} on those points) AutoAttack gives robust accuracy {pt['autoattack']:.3f} "
         f"against {pt['pgd50x3']:.3f} for PGD-50×3"
+        + (f" and {pt['art_autoattack']:.3f} for IBM ART's AutoAttack" if pt.get("art_autoattack") is not None else "")
         + (", so it is the stronger evaluation." if pt["autoattack"] <= pt["pgd50x3"] else
            ": here PGD-50×3 was the stronger one.")
         + " Details: `benchmarks/results/attack_parity.md`.\n"
@@ -169,7 +171,25 @@ def speed() -> str:
     )
 
 
-RENDERERS = {"first-command": first_command, "recipes": recipes, "tabular": tabular, "attacks": attacks,
+def tabular_parity() -> str:
+    r = _load("tabular_parity.json")
+    lines = [
+        f"Against the PyTorch/TF reference `constrained-attacks` 0.1.1 (Simonetto et al.), one run of "
+        f"`benchmarks/tabular_parity.py`: {r['dataset']}, {r['records']} correctly classified test records, "
+        f"ε = {r['epsilon']} ({r['norm']}), {r['steps']} gradient steps / {r['generations']} generations, the same "
+        f"MLP copied into each peer (logits agree to {max(r['torch_vs_keras_logits_max_abs_diff'], r['tf_keras2_vs_keras_logits_max_abs_diff']):.1e}); "
+        "success = misclassified and valid by our independent checker.",
+        "",
+        "| attack | success rate | valid records | records/s |",
+        "|---|---|---|---|",
+    ]
+    for name, row in r["rows"].items():
+        lines.append(f"| {name} | {row['success_rate']:.3f} | {row['valid_fraction']:.3f} | {row['records_per_s']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"first-command": first_command, "recipes": recipes, "tabular": tabular, "tabular-parity": tabular_parity,
+             "attacks": attacks,
              "evaluation": evaluation, "speed": speed}
 
 

@@ -21,11 +21,13 @@ def _load():
         from keras_adv import (attacks, callbacks, datasets, detection, domains, evaluation, layers, losses, metrics,
                                models, norms)
         from keras_adv import augmentation
+        from keras_adv.datasets import tabular as _tabular  # noqa: F401  registers the tables' relation
+        # functions, so a saved model whose attack holds a dataset's FeatureSpace loads in a fresh process
         from keras_adv.evaluation import evaluate_robustness
         from keras_adv.models import AdversarialModel, objectives
         from keras_adv.models import FreeAdversarialModel
 
-        globals().update((k, v) for k, v in locals().items() if k != "_compat")
+        globals().update((k, v) for k, v in locals().items() if k not in ("_compat", "_tabular"))
     finally:
         _loading.clear()
 

@@ -13,7 +13,8 @@ Everything else in the package uses the public Keras 3 and TensorFlow API only
   wrapper computes *true* per-replica losses from either and scales its total
   itself, so the logged values and gradients are the same on every version.
   Public API only (`keras.__version__`, `tf.distribute`), but version-specific.
-* `replica_id()`: the replica's index, used to fold per-replica random starts.
+* `replica_id()`, `replica_seed(seed)`: the replica's index, and a seed folded with it
+  (per-replica random starts in training and in `strategy=` evaluation).
 * `multi_worker_fit(model)`: the one private hook, a version-guarded
   workaround for keras-team/keras#20585 so that Keras' own `fit` runs under
   `MultiWorkerMirroredStrategy` (see its docstring).
@@ -40,6 +41,7 @@ __all__ = [
     "has_accelerator",
     "num_replicas",
     "replica_id",
+    "replica_seed",
     "keras_loss_scale",
     "multi_worker_fit",
     "version_tuple",
@@ -101,6 +103,17 @@ def replica_id():
     if context is None:  # cross-replica context
         return 0
     return context.replica_id_in_sync_group
+
+
+def replica_seed(seed):
+    """`seed` folded with the replica id under a strategy with several replicas; unchanged otherwise.
+
+    Replicas of one step then draw *different* random starts (multi-worker
+    training, `strategy=` evaluation) while one replica keeps the plain seed.
+    """
+    if num_replicas() > 1:
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id(), tf.int32))
+    return seed
 
 
 def keras_loss_scale() -> float:

@@ -19,7 +19,7 @@ def test_readme_blocks_match_the_results_files():
     tool = _readme_tool()
     with open(tool.README, encoding="utf-8") as f:
         text = f.read()
-    assert set(tool.blocks(text)) == {"first-command", "recipes", "tabular"}
+    assert set(tool.blocks(text)) == {"first-command", "recipes", "tabular", "tabular-parity", "attacks", "evaluation", "speed"}
     assert tool.render(text) == text, "README is stale: run `python benchmarks/readme.py`"
     assert tool.main(["--check"]) == 0
 

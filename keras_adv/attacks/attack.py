@@ -450,7 +450,8 @@ class Attack:
         return tf.equal(pred, label) if self.targeted else tf.not_equal(pred, label)
 
     # ----------------------------------------------------------- generate
-    def generate(self, model, data, y=None, *, batch_size: int = 256, verbose="auto", shard=None):
+    def generate(self, model, data, y=None, *, batch_size: int = 256, verbose="auto", shard=None,
+                 strategy=None):
         """Runs the attack over a whole dataset, batch by batch.
 
         Batch `k` is attacked with the stateless seed
@@ -466,6 +467,11 @@ class Attack:
             verbose: 0 silent, 1 progress bar; `"auto"` is 1.
             shard: optional `(index, count)`: attack only the batches whose
                 index is `index` modulo `count` (results in batch order).
+            strategy: optional `tf.distribute.Strategy`: each batch is split
+                across its replicas, each attacking its part with the batch
+                seed folded with its replica id (see `docs/distributed.md`:
+                deterministic attacks give the very same examples; attacks
+                with random draws give different, equally valid ones).
 
         Returns:
             A numpy array of adversarial examples, the same shape as the
@@ -473,17 +479,18 @@ class Attack:
             use `iterate`, which yields them batch by batch.
         """
         outputs = [x_adv for x_adv, _ in self.iterate(model, data, y, batch_size=batch_size,
-                                                      verbose=verbose, shard=shard)]
+                                                      verbose=verbose, shard=shard, strategy=strategy)]
         return np.concatenate(outputs, axis=0)
 
-    def iterate(self, model, data, y=None, *, batch_size: int = 256, verbose=0, shard=None):
+    def iterate(self, model, data, y=None, *, batch_size: int = 256, verbose=0, shard=None, strategy=None):
         """Yields `(x_adv, y)` numpy batches over `data`, holding one batch at a time.
 
         The streaming form of `generate` (same arguments, same examples): memory
         stays flat for a `tf.data.Dataset` of any size.
         """
-        from keras_adv.attacks import _batches
+        from keras_adv.attacks import _batches, _distribute
 
+        _distribute.check_strategy(strategy)
         if not isinstance(data, tf.data.Dataset):
             x_np = data[0] if (isinstance(data, (tuple, list)) and len(data) == 2 and y is None) else data
             if y is None and x_np is data:
@@ -493,7 +500,7 @@ class Attack:
             batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
         steps = _batches.num_batches(data, y, batch_size=batch_size, shard=shard)
         seed = _batches.base_seed(self.seed)
-        step = self.batch_function(model, verbose=int(verbose not in (0, False)))
+        step = self.batch_function(model, verbose=int(verbose not in (0, False)), strategy=strategy)
         bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
         for i, batch in enumerate(_batches.iterate(data, y, batch_size=batch_size, shard=shard,
                                                    check_float=False)):
@@ -502,7 +509,7 @@ class Attack:
             if bar is not None:
                 bar.update(i + 1)
 
-    def batch_function(self, model, *, verbose: int = 0):
+    def batch_function(self, model, *, verbose: int = 0, strategy=None):
         """`fn(x, y, epsilon, seed) -> x_adv` for one batch, compiled once per model.
 
         `epsilon=None` keeps the attack's own ε; a number overrides it without
@@ -510,8 +517,13 @@ class Attack:
         hook; an attack that drives sub-attacks from Python (AutoAttack, to
         report progress) overrides it. The traced function is the one eager
         calls use (`_traced_function`): the model is held weakly, so it does
-        not keep a discarded model alive.
+        not keep a discarded model alive. With a `tf.distribute.Strategy`,
+        the batch is split across its replicas (`attacks._distribute`).
         """
+        if strategy is not None:
+            from keras_adv.attacks import _distribute
+
+            return _distribute.batch_function(self, model, strategy)
         own = self.epsilon
 
         def call(xb, yb, epsilon, seed):

@@ -118,7 +118,7 @@ class AutoAttack(Attack):
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         return cascade(self.attacks, model, x, y, epsilon, seed, self.is_successful)
 
-    def batch_function(self, model, *, verbose: int = 0):
+    def batch_function(self, model, *, verbose: int = 0, strategy=None):
         """Runs the members one after the other from Python, each compiled on its own.
 
         Gives the very examples of the in-graph `perturb` (same member seeds,
@@ -127,12 +127,14 @@ class AutoAttack(Attack):
         with `verbose`, one line per member with the number of points still
         robust and the time it took (Croce & Hein's "robust accuracy after
         each attack" log). `generate(verbose=1)` and
-        `evaluate_robustness(verbose=1)` turn it on.
+        `evaluate_robustness(verbose=1)` turn it on. With `strategy`, each
+        member's call on the still-robust points is split across the
+        replicas; the bookkeeping stays here, on the whole batch.
         """
         from keras_adv.evaluation._common import call_function
 
         predict = call_function(model)
-        member_fns = [m.batch_function(model) for m in self.attacks]
+        member_fns = [m.batch_function(model, strategy=strategy) for m in self.attacks]
 
         def call(xb, yb, epsilon, seed):
             x = self._validate_x(xb)

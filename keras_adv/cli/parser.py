@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--attack", default="pgd", help="training attack (default: pgd); see `keras-adv list`")
     train.add_argument("--attack-option", action="append", default=[], metavar="KEY=VALUE",
                        help="extra hyper-parameter of the training attack (JSON value), repeatable")
-    train.add_argument("--epsilon", type=float, default=0.2,
-                       help="Linf budget eps in [0, 1] (the pixel range; default: 0.2)")
+    train.add_argument("--epsilon", type=float, default=None,
+                       help="Linf budget eps in [0, 1] (default: 0.2 of the pixel range for images; 0.05 of "
+                            "each feature's range for the tables breast_cancer and flows)")
     train.add_argument("--steps", type=int, default=7, help="training attack steps (default: 7)")
     train.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
     train.add_argument("--batch-size", type=int, default=64, help="batch size (default: 64)")

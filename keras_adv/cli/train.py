@@ -97,11 +97,16 @@ def _judge_name(attack) -> str:
     return name
 
 
+DEFAULT_EPSILON = {"image": 0.2, "tabular": 0.05}
+
+
 def run(args) -> int:
     meta = check_dataset(args.dataset)
     check_preset(args.model)
     check_objective(args.objective)
     lookup_attack(args.attack)
+    if args.epsilon is None:  # the budgets the benchmarks use: 0.2 on [0, 1] pixels, 0.05 of a feature's range
+        args.epsilon = DEFAULT_EPSILON["tabular" if meta.source == "tabular" else "image"]
     epsilon = inputs.check_epsilon(args.epsilon)
     options = inputs.parse_options(args.attack_option)
     for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps)):
@@ -128,6 +133,7 @@ def run(args) -> int:
                                         seed=args.seed)
     x_test, y_test = ka.datasets.load(meta.name, "test", limit=args.test_limit, seed=args.seed)
     domain = None
+    what = "records" if meta.source == "tabular" else "images"
     if meta.source == "tabular":  # raw records in a FeatureSpace: constrained attacks, an MLP preset
         domain = ka.datasets.feature_space(meta.name)
         for split_name, data in (("train", x_train), ("test", x_test)):
@@ -166,7 +172,7 @@ def run(args) -> int:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     say(f"Adversarial training of {args.model} ({base.count_params():,} weights) on {meta.name} "
-        f"({len(x_train)} train / {len(x_test)} test images)\n"
+        f"({len(x_train)} train / {len(x_test)} test {what})\n"
         f"  objective {args.objective}, adv_weight {args.adv_weight:g}, training attack {attack_label(attack)}, "
         f"{args.epochs} epochs, Adam lr {args.learning_rate:g} ({args.lr_schedule})")
     start = time.time()
@@ -176,7 +182,7 @@ def run(args) -> int:
     train_time = time.time() - start
 
     subset = "" if judge_limit == len(x_test) else f" (the first {judge_limit} of {len(x_test)})"
-    say(f"Judging on {judge_limit} test images{subset} with attacks stronger than the training one: "
+    say(f"Judging on {judge_limit} test {what}{subset} with attacks stronger than the training one: "
         + "; ".join(attack_label(j) for j in judges.values()))
     start = time.time()
     report = ka.evaluate_robustness(base, x_test[:judge_limit], y_test[:judge_limit], attacks=judges,
@@ -235,13 +241,12 @@ def run(args) -> int:
                 report.plot_examples(staged["examples_plot"], attack=next(iter(judges)), epsilon=epsilon)
 
     judged = (f"all {len(x_test)}" if judge_limit == len(x_test) else f"the first {judge_limit} of the {len(x_test)}")
-    print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({judged} {meta.name} test images)")
+    print(f"clean accuracy:  {result['clean_accuracy']:.4f}  ({judged} {meta.name} test {what})")
     per_judge = ", ".join(f"{n} {a:.4f}" for n, a in result["robust_accuracy_per_judge"].items())
     print(f"robust accuracy: {result['robust_accuracy']:.4f}  (eps={epsilon:g}; worst case over {per_judge}; "
           "robust = correct clean and under every attack)")
     print(f"time: training {train_time:.0f} s, judging {judge_time:.0f} s")
-    print(f"saved {paths['model']}, {paths['report']}" + (
-        f", {paths['training_plot']}, {paths['examples_plot']}" if os.path.exists(paths["training_plot"]) else ""))
+    print("saved " + ", ".join(p for p in paths.values() if os.path.exists(p)))
     if args.verbose:
         print(f"next: keras-adv evaluate {paths['model']} --dataset {meta.name}\n"
               f"      keras-adv export {paths['model']} {os.path.join(args.output, 'serving', '1')}")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_adv.attacks import _batches
+from keras_adv.attacks import _batches, _distribute
 from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.gradients import NoInputGradientError
 from keras_adv.utils.validation import check_number
@@ -36,6 +36,7 @@ def evaluate_robustness(
     verbose="auto",
     shard=None,
     adaptive=False,
+    strategy=None,
 ) -> RobustnessReport:
     """Evaluates a classifier against several attacks over a grid of budgets.
 
@@ -57,6 +58,8 @@ def evaluate_robustness(
     runs in flat memory. `shard=(i, n)` evaluates only the batches whose
     index is `i` modulo `n` (one worker of `n`); `RobustnessReport.merge`
     puts the shards' reports together into exactly the unsharded report.
+    `strategy=` splits every batch across the replicas of a
+    `tf.distribute.Strategy` (see `docs/distributed.md`).
     Single-unit (sigmoid) binary classifiers are supported: their class is
     the output thresholded at 0.5 (probabilities) or 0 (logits).
 
@@ -96,6 +99,18 @@ def evaluate_robustness(
             after each sub-attack, per batch).
         shard: optional `(index, count)`: evaluate only this worker's share
             of the batches (with the seeds of the whole run).
+        strategy: optional `tf.distribute.Strategy` (e.g.
+            `tf.distribute.MirroredStrategy()` over the local GPUs): each
+            batch is split across its replicas, each replica attacks its part
+            with the batch seed folded with its replica id, and the parts are
+            gathered back before the report is built, by the same code as
+            without a strategy. Attacks that draw no random numbers (FGSM,
+            PGD without random start, C&W, ...) give exactly the report of a
+            run without a strategy; attacks that draw random numbers (random
+            starts, APGD, Square's queries, AutoAttack) draw them per replica,
+            so their numbers differ as with another seed. It
+            applies to `attacks` and `minimal_attack`; diagnostics and the
+            adaptive re-runs run without it. Combines with `shard`.
         adaptive: flag, then break: when True (or a dict of options, see
             `keras_adv.evaluation.adaptive.DEFAULT_OPTIONS`), the diagnostics
             run (plus a per-layer gradient probe) and the attacks are re-run
@@ -121,6 +136,7 @@ def evaluate_robustness(
     if max_examples is not None:
         max_examples = check_number("max_examples", max_examples, minimum=1, integer=True)
     shard = _batches.check_shard(shard)
+    strategy = _distribute.check_strategy(strategy)
     if not isinstance(attacks, Mapping) or not attacks:
         raise ValueError("`attacks` must be a non-empty dict {name: keras_adv.attacks.Attack}.")
     for name, attack in attacks.items():
@@ -154,8 +170,8 @@ def evaluate_robustness(
 
     plan = [(name, attack, eps) for name, attack in attacks.items()
             for eps in (epsilons if epsilons is not None else [attack.epsilon])]
-    runs = [_Run(name, attack, eps, model, seed, verbose) for name, attack, eps in plan]
-    minimal_run = (_Run(minimal_attack.name, minimal_attack, None, model, seed, verbose)
+    runs = [_Run(name, attack, eps, model, seed, verbose, strategy) for name, attack, eps in plan]
+    minimal_run = (_Run(minimal_attack.name, minimal_attack, None, model, seed, verbose, strategy)
                    if minimal_attack is not None else None)
     nb = _batches.num_batches(data, y, batch_size=batch_size, max_examples=max_examples, shard=shard)
     bar = None
@@ -255,10 +271,11 @@ def evaluate_robustness(
 class _Run:
     """One (attack, ε) of the plan: its compiled batch function and its seed stream."""
 
-    def __init__(self, name, attack, epsilon, model, seed, verbose):
+    def __init__(self, name, attack, epsilon, model, seed, verbose, strategy=None):
         self.name, self.attack, self.epsilon = name, attack, epsilon
         self.seed = _batches.base_seed(attack.seed if attack.seed is not None else seed)
-        self.fn = attack.batch_function(model, verbose=verbose)
+        # The one place a batch is attacked; with a strategy, across its replicas.
+        self.fn = attack.batch_function(model, verbose=verbose, strategy=strategy)
 
     def __call__(self, batch):
         eps = None if self.epsilon is None else float(self.epsilon)

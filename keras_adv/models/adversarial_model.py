@@ -305,17 +305,6 @@ class AdversarialModel(keras.Model):
             logs = {k: _to_python(v) for k, v in logs.items()}
         return logs
 
-    # ------------------------------------------------------ fit / evaluate
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`; also under `MultiWorkerMirroredStrategy` (see `keras_adv._compat`)."""
-        with _compat.multi_worker_fit(self):
-            return super().fit(*args, **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`; also under `MultiWorkerMirroredStrategy`."""
-        with _compat.multi_worker_fit(self):
-            return super().evaluate(*args, **kwargs)
-
     # ---------------------------------------------------------- the steps
     def _attack_loss(self, attack, objective_loss=None):
         """The inner attack's loss: the objective's, else the compiled loss unless the attack names one."""
@@ -328,10 +317,7 @@ class AdversarialModel(keras.Model):
 
     def _replica_seed(self):
         """A fresh seed; under a strategy with several replicas, folded with the replica id."""
-        seed = draw_seed(self._seed_generator)
-        if _compat.num_replicas() > 1:
-            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(_compat.replica_id(), tf.int32))
-        return seed
+        return _compat.replica_seed(draw_seed(self._seed_generator))
 
     def _craft(self, attack, x, y, epsilon, loss=None):
         """The adversarial input, or with `perturb_layer` the inner layer's perturbation δ."""
@@ -437,13 +423,18 @@ class AdversarialModel(keras.Model):
             return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
         return objective.attack_loss(y_clean)
 
+    # ------------------------------------------------------ fit / evaluate
+    # One definition each: data pre-checks inside the multi-worker workaround (a second `def fit` had dropped it).
     def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, with the data checked before the first step (see `keras_adv.utils.data_checks`)."""
-        return data_checks.guarded_call(self, super().fit, "fit", args, kwargs)
+        """`keras.Model.fit`, with the data checked before the first step (see `keras_adv.utils.data_checks`);
+        also under `MultiWorkerMirroredStrategy` (see `keras_adv._compat.multi_worker_fit`)."""
+        with _compat.multi_worker_fit(self):
+            return data_checks.guarded_call(self, super().fit, "fit", args, kwargs)
 
     def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`, with the data checked before the first step."""
-        return data_checks.guarded_call(self, super().evaluate, "evaluate", args, kwargs)
+        """`keras.Model.evaluate`, with the data checked before the first step; also multi-worker."""
+        with _compat.multi_worker_fit(self):
+            return data_checks.guarded_call(self, super().evaluate, "evaluate", args, kwargs)
 
     def _fuses(self):
         """Whether the clean and adversarial training forwards run as one concatenated batch."""

@@ -73,6 +73,14 @@ def test_every_result_is_valid_deterministic_and_adversarial(name, flows_model):
     assert _robust(model, x_adv, y) <= 0.6, name
 
 
+@pytest.mark.parametrize("name", ["CAPGD", "Evolutionary"])
+def test_a_zero_budget_leaves_every_record_unchanged(name, flows_model):
+    # A one-hot switch is free for any eps > 0, but eps = 0 means no attack: the report's eps=0 column is clean.
+    model, x, y, space = flows_model
+    attack = next(f(space) for f in TABLE.values() if type(f(space)).__name__ == name)
+    np.testing.assert_array_equal(attack(model, x, y, epsilon=0.0).numpy(), x)
+
+
 def test_capgd_beats_plain_pgd_with_naive_repair(flows_model):
     model, x, y, space = flows_model
     capgd = A.CAPGD(EPS, domain=space, steps=20)(model, x, y).numpy()

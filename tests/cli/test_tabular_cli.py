@@ -11,13 +11,29 @@ import pytest
 def test_train_on_flows_uses_the_feature_space(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "keras_adv", "train", "--dataset", "flows", "--epochs", "1",
-                           "--steps", "2", "--eval-steps", "2", "--judge-limit", "8", "--epsilon", "0.05",
+                           "--steps", "2", "--eval-steps", "2", "--judge-limit", "8",
                            "--output", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert "ConstrainedAutoAttack" in report["judge"] and "CAPGD" in report["train_attack"]
     assert report["train_attack_config"]["domain"]["class_name"] == "FeatureSpace"
+    assert report["train_attack_config"]["epsilon"] == 0.05  # the tables' default budget, not the images' 0.2
     assert 0.0 <= report["robust_accuracy"] <= report["clean_accuracy"]
+    # the saved model (its attack holds the flows FeatureSpace and its relation functions) loads in a fresh
+    # process: `keras-adv evaluate` on it
+    proc = subprocess.run([sys.executable, "-m", "keras_adv", "evaluate", str(out / "model.keras"), "--dataset",
+                           "flows", "--attacks", "capgd", "--steps", "2", "--limit", "8", "--epsilons", "0,0.05"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "evaluation" / "robustness.json").exists()
+
+
+def test_a_fresh_process_knows_the_tables_relation_functions():
+    code = ("import keras, keras_adv\n"
+            "print(keras.saving.get_registered_object('keras_adv>flow_bytes_relation') is not None)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("True")
 
 
 @pytest.fixture(scope="module")

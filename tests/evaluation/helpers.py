@@ -46,3 +46,17 @@ def train_small_cnn(digits, epochs=10, width=16, seed=0):
               metrics=["accuracy"])
     m.fit(xt, yt, epochs=epochs, batch_size=64, verbose=0)
     return m
+
+
+def report_arrays(report):
+    """Every per-example array of a report, by name (for exact comparisons)."""
+    out = {"labels": report.labels, "clean_correct": report.clean_correct, "p_true_clean": report.p_true_clean,
+           "keys": report.keys, "clean_examples": report.clean_examples}
+    for n, r in report.results.items():
+        for i, e in enumerate(r.epsilons):
+            for f in ("correct", "p_true", "perturbation", "examples", "example_predictions"):
+                out[f"{n}/{e}/{f}"] = getattr(r, f)[i]
+    if report.minimal is not None:
+        out["minimal/sizes"] = report.minimal["sizes"]
+        out["minimal/broken"] = report.minimal["broken"]
+    return out

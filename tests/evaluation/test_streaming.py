@@ -8,20 +8,7 @@ import tensorflow as tf
 import keras_adv
 from keras_adv.attacks import _batches
 from tests.conftest import linear_model
-
-
-def _arrays(report):
-    """Every per-example array of a report, by name (for exact comparisons)."""
-    out = {"labels": report.labels, "clean_correct": report.clean_correct, "p_true_clean": report.p_true_clean,
-           "keys": report.keys, "clean_examples": report.clean_examples}
-    for n, r in report.results.items():
-        for i, e in enumerate(r.epsilons):
-            for f in ("correct", "p_true", "perturbation", "examples", "example_predictions"):
-                out[f"{n}/{e}/{f}"] = getattr(r, f)[i]
-    if report.minimal is not None:
-        out["minimal/sizes"] = report.minimal["sizes"]
-        out["minimal/broken"] = report.minimal["broken"]
-    return out
+from tests.evaluation.helpers import report_arrays as _arrays
 
 
 @pytest.fixture(scope="module")

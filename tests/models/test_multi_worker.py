@@ -116,20 +116,29 @@ def _two_workers(script, out, timeout=400, **extra):
     return results
 
 
+def single_and_two_workers(source, tmp, timeout=400):
+    """Runs the script `source` once alone (`single`) and as two workers (`multi`).
+
+    The script takes `mode out` arguments and writes `{out}.{worker index}.json`.
+    Returns the script's path and the JSON of the single run, worker 0 and worker 1.
+    """
+    script = str(tmp / "worker.py")
+    with open(script, "w") as f:
+        f.write(source)
+    single = subprocess.run([sys.executable, script, "single", str(tmp / "single")], cwd=ROOT,
+                            capture_output=True, text=True, env=_env(), timeout=timeout)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for code, err in _two_workers(script, str(tmp / "multi"), timeout=timeout):
+        assert code == 0, err[-3000:]
+    load = lambda name: json.load(open(tmp / name))  # noqa: E731
+    return script, load("single.0.json"), load("multi.0.json"), load("multi.1.json")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mw")
-    script = str(tmp / "worker.py")
-    with open(script, "w") as f:
-        f.write(SCRIPT)
-    single = subprocess.run([sys.executable, script, "single", str(tmp / "single")], cwd=ROOT,
-                            capture_output=True, text=True, env=_env(), timeout=400)
-    assert single.returncode == 0, single.stderr[-3000:]
-    for code, err in _two_workers(script, str(tmp / "multi")):
-        assert code == 0, err[-3000:]
-    load = lambda name: json.load(open(tmp / name))  # noqa: E731
-    return {"single": load("single.0.json"), "w0": load("multi.0.json"), "w1": load("multi.1.json"),
-            "tmp": tmp, "script": script}
+    script, single, w0, w1 = single_and_two_workers(SCRIPT, tmp)
+    return {"single": single, "w0": w0, "w1": w1, "tmp": tmp, "script": script}
 
 
 def test_two_workers_train_like_one(runs):
