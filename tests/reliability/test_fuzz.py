@@ -347,6 +347,8 @@ def _check_records(spec, x_adv, x, epsilon, norm):
         residual = (x_adv[:, c] - (x_adv[:, a] + x_adv[:, b])) / (1 + np.abs(x_adv[:, a]) + np.abs(x_adv[:, b]))
         assert (np.abs(residual) <= DERIVED_TOLERANCE).all(), residual
         budgeted[c] = False  # derived features follow the others, outside the budget
+    if epsilon == 0:  # no budget, no change at all (not even a free one-hot switch or a derived feature)
+        np.testing.assert_array_equal(x_adv, x)
     d = ((x_adv - x) / spec["scale"].astype(np.float64))[:, budgeted]
     size = np.abs(d).max(1, initial=0.0) if norm == "linf" else np.sqrt((d ** 2).sum(1))
     assert (size <= epsilon * (1 + 1e-5) + 1e-6).all(), (size, epsilon)
@@ -421,6 +423,11 @@ def test_the_record_checker_rejects_each_kind_of_violation():
             _check_records(spec, bad, x, 0.1, "linf")
     with pytest.raises(AssertionError):  # over the budget (ε = 0.05 < 0.1)
         _check_records(spec, ok, x, 0.05, "linf")
+    switched = x.copy()
+    switched[0, 4:6] = [0.0, 1.0]  # another category: outside the budget, but not free at ε = 0
+    _check_records(spec, switched, x, 0.1, "linf")
+    with pytest.raises(AssertionError):
+        _check_records(spec, switched, x, 0.0, "linf")
 
 
 # ----------------------------------------------------------------------------------------------------------------
