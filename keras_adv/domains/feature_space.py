@@ -117,6 +117,14 @@ class FeatureSpace(Domain):
             if np.isnan(arr).any():
                 j = int(np.argmax(np.isnan(arr)))
                 raise ValueError(f"`{arg}`[{j}] (feature {self._fname(j)}) is NaN; use ±inf for an open side.")
+            # TensorFlow flushes subnormal float32 numbers to zero on CPU: such a bound would not be honoured
+            # (x = 1e-45 is clipped to 0 and 0 >= 1e-45 holds there). Found by tests/reliability/test_fuzz.py.
+            tiny = np.finfo(np.float32).tiny
+            subnormal = (arr != 0) & (np.abs(arr) < tiny)
+            if subnormal.any():
+                j = int(np.argmax(subnormal))
+                raise ValueError(f"`{arg}`[{j}] (feature {self._fname(j)}) = {arr[j]:g} is a subnormal float32 number, "
+                                 f"which TensorFlow flushes to zero; use 0 or a bound of magnitude >= {tiny:g}.")
         reversed_ = self.lower > self.upper
         if reversed_.any():
             j = int(np.argmax(reversed_))

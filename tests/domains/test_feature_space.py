@@ -155,3 +155,13 @@ BAD_INPUTS = [
 def test_bad_input_is_a_clear_error(case, build, message):
     with pytest.raises((ValueError, TypeError), match=message):
         build()
+
+
+def test_subnormal_bounds_are_refused():
+    # TensorFlow flushes subnormal float32 numbers to zero on CPU, so a bound of 1e-45 would not hold
+    # (an attack clipped a record to 0 < lower: found by tests/reliability/test_fuzz.py).
+    with pytest.raises(ValueError, match=r"`lower`\[1\].*1.4013e-45 is a subnormal float32 number"):
+        FeatureSpace(lower=[0.0, 1e-45], upper=[1.0, 3.0])
+    with pytest.raises(ValueError, match=r"`upper`\[0\].*subnormal"):
+        FeatureSpace(lower=[-1.0], upper=[-1e-40])
+    FeatureSpace(lower=[0.0, np.finfo(np.float32).tiny], upper=[1.0, 3.0])  # the smallest normal number is fine
