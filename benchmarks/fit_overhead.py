@@ -107,12 +107,19 @@ def measure(width, steps, epochs, batch_size, x, y):
     # measured the outer fit 3x slower than it runs alone), so all three see the same machine load.
     fit_times, loop_times, unfused_times = [], [], []
     fit_timer, unfused_timer = EpochTimer(fit_times), EpochTimer(unfused_times)
-    for _ in range(epochs):
-        model.fit(dataset, epochs=1, verbose=0, callbacks=[fit_timer])
+    # The position in a round changes an epoch's time by up to ~40% on this 2-core CPU (measured: the
+    # same fit read 0.61x the loop when run before it and 1.25x when run after it), so the order
+    # rotates every round and each side runs first, second and third equally often.
+    def run_loop():
         t0 = time.perf_counter()
         loop_epoch()
         loop_times.append(time.perf_counter() - t0)
-        unfused.fit(dataset, epochs=1, verbose=0, callbacks=[unfused_timer])
+
+    sides = [lambda: model.fit(dataset, epochs=1, verbose=0, callbacks=[fit_timer]), run_loop,
+             lambda: unfused.fit(dataset, epochs=1, verbose=0, callbacks=[unfused_timer])]
+    for r in range(epochs):
+        for k in range(3):
+            sides[(r + k) % 3]()
     return fit_times, loop_times, unfused_times
 
 
@@ -131,7 +138,7 @@ def main():
         f"batch {args.batch_size})",
         "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}; "
-        f"{args.epochs} epochs per side, fit, loop and other-variant fit epochs interleaved one by one (sequentially, each fit epoch its own fit call).",
+        f"{args.epochs} epochs per side, fit, loop and other-variant fit epochs interleaved one by one (sequentially, each fit epoch its own fit call, the order rotating every round).",
         "",
         "| model | fit median epoch (s) | loop median epoch (s) | **fit / loop** (medians) | fit / loop (minima) "
         f"| fit fuse_passes={not fused_default} / loop (medians) |",
