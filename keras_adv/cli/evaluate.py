@@ -9,7 +9,7 @@ from keras_adv.cli import inputs, plots
 from keras_adv.utils.io import atomic_path, atomic_write  # standard library only: no TensorFlow at start-up
 from keras_adv.cli.progress import attack_verbosity
 from keras_adv.cli._startup import library
-from keras_adv.cli.registry import CLIError, check_dataset, lookup_attack, make_attack
+from keras_adv.cli.registry import CLIError, check_dataset, is_constrained, lookup_attack, make_attack
 
 __all__ = ["run", "build_attacks"]
 
@@ -26,8 +26,7 @@ DEFAULT_ATTACKS = {"image": "fgsm,pgd", "tabular": "capgd,constrainedautoattack"
 
 def _tabular_attacks(names, meta):
     """Tables need attacks that keep records valid in the dataset's FeatureSpace (`domain=`)."""
-    constrained = library().attacks.ConstrainedAttack
-    wrong = [n for n in names if not issubclass(lookup_attack(n), constrained)]
+    wrong = [n for n in names if not is_constrained(n)]
     if wrong:
         raise CLIError(f"--attacks {','.join(wrong)}: {meta.name!r} is a table with a feature space (bounds, "
                        "integer and one-hot features, immutable fields, relations) that these attacks ignore; "
@@ -55,12 +54,7 @@ def run(args) -> int:
     what = "records" if tabular else "images"
     if tabular:  # raw records in the dataset's FeatureSpace: constrained attacks only
         _tabular_attacks(names, meta)
-        domain = ka.datasets.feature_space(meta.name)
-        try:
-            domain.check(x, argument=f"the {meta.name} {args.split} split")
-        except ValueError as e:
-            raise CLIError(str(e)) from None
-        options = {**options, "domain": domain}
+        options = {**options, "domain": inputs.table_domain(meta, [(args.split, x)])}
     else:
         inputs.check_data(x, f"the {meta.name} {args.split} split")
     attacks = build_attacks(names, epsilons, steps=args.steps, restarts=args.restarts, seed=args.seed,

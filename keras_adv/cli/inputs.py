@@ -10,7 +10,7 @@ from keras_adv.cli._startup import library
 from keras_adv.cli.registry import CLIError
 
 __all__ = ["parse_options", "parse_list", "parse_epsilons", "check_epsilon", "check_data", "load_model",
-           "base_model", "BOUNDS"]
+           "base_model", "table_domain", "BOUNDS"]
 
 # The input range of every dataset `keras_adv.datasets.load` returns, and the attacks' default `bounds`.
 BOUNDS: Tuple[float, float] = (0.0, 1.0)
@@ -73,6 +73,17 @@ def check_data(x, name: str, bounds: Tuple[float, float] = BOUNDS):
     if lo < bounds[0] or hi > bounds[1]:
         raise CLIError(f"{name} has values in [{lo:g}, {hi:g}], outside the attack bounds {list(bounds)}; "
                          f"scale the inputs to {list(bounds)} (e.g. divide 8-bit pixels by 255).")
+
+
+def table_domain(meta, splits):
+    """The FeatureSpace of the table `meta`, every `(split name, records)` checked against it (a `CLIError`)."""
+    domain = library().datasets.feature_space(meta.name)
+    for split_name, records in splits:
+        try:
+            domain.check(records, argument=f"the {meta.name} {split_name} split")
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    return domain
 
 
 def load_model(path: str):

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 from keras_adv.cli._startup import library
 
 __all__ = ["CLIError", "attack_registry", "make_attack", "lookup_attack", "attack_label", "objective_names",
-           "check_dataset", "check_preset", "check_objective"]
+           "check_dataset", "check_preset", "check_objective", "is_constrained"]
 
 
 class CLIError(ValueError):
@@ -84,6 +84,11 @@ def make_attack(name: str, epsilon: float, *, steps: Optional[int] = None, resta
         return cls(epsilon=epsilon, **kwargs)
     except (TypeError, ValueError) as e:
         raise CLIError(f"cannot build attack {name!r} with epsilon={epsilon}, {kwargs}: {e}") from e
+
+
+def is_constrained(name: str) -> bool:
+    """Whether the attack called `name` keeps records in a tabular FeatureSpace (`domain=`)."""
+    return issubclass(lookup_attack(name), library().attacks.ConstrainedAttack)
 
 
 def attack_label(attack) -> str:

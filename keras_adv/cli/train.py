@@ -19,7 +19,7 @@ from keras_adv.utils.io import staged_files  # standard library only: no TensorF
 from keras_adv.cli.progress import attack_verbosity, fit_verbosity
 from keras_adv.cli._startup import library
 from keras_adv.cli.registry import (CLIError, attack_label, check_dataset, check_objective, check_preset,
-                                    lookup_attack, make_attack)
+                                    is_constrained, lookup_attack, make_attack)
 
 __all__ = ["run", "prepare_output"]
 
@@ -69,7 +69,7 @@ def _judges(args, epsilon, domain=None):
     """The judging attacks, by name: stronger than the training attack, never the training attack itself."""
     names = inputs.parse_list(args.judges, "--judges")
     if domain is not None:  # a table: the constrained ensemble judges (image attacks ignore the feature space)
-        names = [n for n in names if _constrained(n)] or ["constrainedautoattack"]
+        names = [n for n in names if is_constrained(n)] or ["constrainedautoattack"]
     judges = {}
     for name in names:
         cls = lookup_attack(name)
@@ -78,11 +78,6 @@ def _judges(args, epsilon, domain=None):
                              options=None if domain is None else {"domain": domain})
         judges[_judge_name(attack)] = attack
     return judges
-
-
-def _constrained(name) -> bool:
-    """Whether the attack called `name` works in a tabular FeatureSpace (`domain=`)."""
-    return issubclass(lookup_attack(name), library().attacks.ConstrainedAttack)
 
 
 def _judge_name(attack) -> str:
@@ -135,13 +130,8 @@ def run(args) -> int:
     domain = None
     what = "records" if meta.source == "tabular" else "images"
     if meta.source == "tabular":  # raw records in a FeatureSpace: constrained attacks, an MLP preset
-        domain = ka.datasets.feature_space(meta.name)
-        for split_name, data in (("train", x_train), ("test", x_test)):
-            try:
-                domain.check(data, argument=f"the {meta.name} {split_name} split")
-            except ValueError as e:
-                raise CLIError(str(e)) from None
-        if not _constrained(args.attack):
+        domain = inputs.table_domain(meta, [("train", x_train), ("test", x_test)])
+        if not is_constrained(args.attack):
             if args.attack.lower() != "pgd":  # pgd is the image default: replaced silently
                 raise CLIError(f"--attack {args.attack} ignores the feature space of {meta.name}; use capgd, "
                                "evolutionary or constrainedautoattack.")
