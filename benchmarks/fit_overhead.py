@@ -13,6 +13,10 @@ other load) is printed beside it. Measured at two model widths: the fixed per-st
 fit loop, metrics) weigh more on the smaller model. Writes benchmarks/results/fit_overhead.{md,json}.
 
     python benchmarks/fit_overhead.py [--steps 7] [--epochs 15] [--batch-size 64] [--widths 32,96]
+                                      [--steps-per-execution 8]
+
+A fourth side is fit compiled with `steps_per_execution` (Keras' own option: several steps per graph
+call), the remedy for fit's fixed per-step cost on small models.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ def plain_loop(base, dataset, eps, steps, lam, optimizer):
     return epoch
 
 
-def measure(width, steps, epochs, batch_size, x, y):
+def measure(width, steps, epochs, batch_size, x, y, steps_per_execution=8):
     """Median and minimum epoch times of fit and of the plain loop, interleaved epoch by epoch."""
     eps, lam = 0.2, 1.0
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(2)
@@ -86,6 +90,11 @@ def measure(width, steps, epochs, batch_size, x, y):
     unfused.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=["accuracy"])
     assert model._fuses() != unfused._fuses()
+    keras.utils.set_random_seed(0)
+    base_d = ka.models.presets.small_cnn(width=width)
+    looped = ka.AdversarialModel(base_d, attack=ka.attacks.PGD(epsilon=eps, steps=steps), adv_weight=lam)
+    looped.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   metrics=["accuracy"], steps_per_execution=steps_per_execution)
 
     class EpochTimer(keras.callbacks.Callback):
         """The time of the epoch itself (from its first to its last batch), not of `fit`'s set-up."""
@@ -103,10 +112,11 @@ def measure(width, steps, epochs, batch_size, x, y):
     model.fit(dataset, epochs=1, verbose=0)  # warm-up: tracing
     loop_epoch()
     unfused.fit(dataset, epochs=1, verbose=0)
+    looped.fit(dataset, epochs=1, verbose=0)
     # Interleaved epoch by epoch, one after the other (never a fit inside another fit's callback, which
     # measured the outer fit 3x slower than it runs alone), so all three see the same machine load.
-    fit_times, loop_times, unfused_times = [], [], []
-    fit_timer, unfused_timer = EpochTimer(fit_times), EpochTimer(unfused_times)
+    fit_times, loop_times, unfused_times, spe_times = [], [], [], []
+    fit_timer, unfused_timer, spe_timer = EpochTimer(fit_times), EpochTimer(unfused_times), EpochTimer(spe_times)
     # The position in a round changes an epoch's time by up to ~40% on this 2-core CPU (measured: the
     # same fit read 0.61x the loop when run before it and 1.25x when run after it), so the order
     # rotates every round and each side runs first, second and third equally often.
@@ -116,11 +126,12 @@ def measure(width, steps, epochs, batch_size, x, y):
         loop_times.append(time.perf_counter() - t0)
 
     sides = [lambda: model.fit(dataset, epochs=1, verbose=0, callbacks=[fit_timer]), run_loop,
-             lambda: unfused.fit(dataset, epochs=1, verbose=0, callbacks=[unfused_timer])]
+             lambda: unfused.fit(dataset, epochs=1, verbose=0, callbacks=[unfused_timer]),
+             lambda: looped.fit(dataset, epochs=1, verbose=0, callbacks=[spe_timer])]
     for r in range(epochs):
-        for k in range(3):
-            sides[(r + k) % 3]()
-    return fit_times, loop_times, unfused_times
+        for k in range(len(sides)):
+            sides[(r + k) % len(sides)]()
+    return fit_times, loop_times, unfused_times, spe_times
 
 
 def main():
@@ -129,6 +140,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=15, help="timed epochs per side")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--widths", default="32,96", help="small_cnn widths to measure")
+    parser.add_argument("--steps-per-execution", type=int, default=8,
+                        help="steps_per_execution of the fourth side (compile's option: k steps per graph call)")
     args = parser.parse_args()
     (x, y), _ = ka.datasets.load_digits()
     fused_default = ka.AdversarialModel(ka.models.presets.small_cnn(width=8),
@@ -141,31 +154,37 @@ def main():
         f"{args.epochs} epochs per side, fit, loop and other-variant fit epochs interleaved one by one (sequentially, each fit epoch its own fit call, the order rotating every round).",
         "",
         "| model | fit median epoch (s) | loop median epoch (s) | **fit / loop** (medians) | fit / loop (minima) "
-        f"| fit fuse_passes={not fused_default} / loop (medians) |",
-        "|---|---|---|---|---|---|",
+        f"| fit fuse_passes={not fused_default} / loop (medians) "
+        f"| fit steps_per_execution={args.steps_per_execution} / loop (medians) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    record = {"fit_fuses_by_default": fused_default, "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size,
+    record = {"fit_fuses_by_default": fused_default, "steps_per_execution": args.steps_per_execution,
+              "steps": args.steps, "epochs": args.epochs, "batch_size": args.batch_size,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "tensorflow": tf.__version__,
               "keras": keras.__version__, "models": []}
     for width in [int(w) for w in args.widths.split(",")]:
-        t_fit, t_loop, t_unfused = measure(width, args.steps, args.epochs, args.batch_size, x, y)
-        med_fit, med_loop, med_unf = (statistics.median(t) for t in (t_fit, t_loop, t_unfused))
+        t_fit, t_loop, t_unfused, t_spe = measure(width, args.steps, args.epochs, args.batch_size, x, y,
+                                                  args.steps_per_execution)
+        med_fit, med_loop, med_unf, med_spe = (statistics.median(t) for t in (t_fit, t_loop, t_unfused, t_spe))
         params = ka.models.presets.small_cnn(width=width).count_params()
         row = {"model": f"small_cnn width {width}", "weights": params, "fit_median_s": med_fit,
                "loop_median_s": med_loop, "other_fuse_fit_median_s": med_unf,
                "ratio_median": med_fit / med_loop, "ratio_min": min(t_fit) / min(t_loop),
-               "other_fuse_ratio_median": med_unf / med_loop}
+               "other_fuse_ratio_median": med_unf / med_loop, "steps_per_execution_fit_median_s": med_spe,
+               "steps_per_execution_ratio_median": med_spe / med_loop}
         record["models"].append(row)
         lines.append(
             f"| small_cnn width {width} ({params:,} weights) | {med_fit:.3f} | {med_loop:.3f} "
-            f"| **{row['ratio_median']:.3f}** | {row['ratio_min']:.3f} | {row['other_fuse_ratio_median']:.3f} |"
+            f"| **{row['ratio_median']:.3f}** | {row['ratio_min']:.3f} | {row['other_fuse_ratio_median']:.3f} "
+            f"| {row['steps_per_execution_ratio_median']:.3f} |"
         )
     lines += ["", "Target: fit / loop <= 1.0. Both sides do PGD-K with a random start (K input-gradient passes in "
               "a tf.while_loop) and one update of L_clean + λ·L_adv. The loop runs the clean and adversarial "
               f"training forwards as two passes, as written by hand; fit by default here "
               f"{'fuses them into one concatenated batch' if fused_default else 'runs two passes too (CPU)'}. "
               "fit also updates the loss trackers, accuracy, adv_accuracy and robustness_margin. The last "
-              "column is fit with the other fuse_passes choice. Each fit epoch is its own fit(epochs=1) call, "
+              "columns are fit with the other fuse_passes choice, and fit compiled with steps_per_execution (Keras runs "
+              "that many steps in one graph call: the same work with fewer Python round trips). Each fit epoch is its own fit(epochs=1) call, "
               "timed from its first to its last batch (fit's set-up excluded, as the loop has none)."]
     text = "\n".join(lines)
     print(text)

@@ -147,7 +147,9 @@ def speed() -> str:
     fit = _load("fit_overhead.json")
     thr = _load("attack_throughput.json")
     aa = _load("autoattack_vs_art.json")
-    fit_rows = "; ".join(f"{m['model']} {m['ratio_median']:.2f}×" for m in fit["models"])
+    fit_rows = "; ".join(f"{m['model']} {m['ratio_median']:.2f}× (compiled with `steps_per_execution="
+                         f"{fit['steps_per_execution']}`: {m['steps_per_execution_ratio_median']:.2f}×)"
+                         for m in fit["models"])
     def row(model, prefix):
         return next(r for r in model["rows"] if r["implementation"].startswith(prefix))
     thr_rows = []

@@ -52,8 +52,10 @@ def _recipes(eps):
                          dict(fgsm_rs, objective="madry", width=96, lr=2e-3, guard=True)),
         "free_m4": ("Free-AT m=4 (FreeAdversarialModel), 8 epochs × 4 replays, width 96, lr 2e-3",
                     dict(attack=lambda: ka.attacks.FGSM(eps), free=4, objective="madry", width=96, lr=2e-3)),
-        "best": ("tuned: `trades` β=4, PGD-7, width 96, lr 2e-3",
-                 dict(pgd7, objective="trades", adv_weight=4.0, width=96, lr=2e-3)),
+        "trades_pgd7_w96": ("`trades` β=4, PGD-7, width 96, lr 2e-3 (the previous best: keras-adv train until 2026-11-22)",
+                            dict(pgd7, objective="trades", adv_weight=4.0, width=96, lr=2e-3)),
+        "best": ("tuned: `trades` β=4, PGD-7, width 64, 80 epochs, lr 2e-3 (keras-adv train's default recipe)",
+                 dict(pgd7, objective="trades", adv_weight=4.0, width=64, lr=2e-3, epochs=80)),
     }
 
 

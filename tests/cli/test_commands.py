@@ -231,3 +231,27 @@ def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
     status = cli.main(["train", "--epochs", "1", "--quiet"])
     assert status == 2
     assert "pip install 'keras-adv[digits]'" in capsys.readouterr().err
+
+
+def test_defaults_are_the_measured_recipe():
+    """`keras-adv train` with no options trains the recipe `benchmarks/recipes.py` measures as `best`."""
+    from keras_adv.cli import parser as cli_parser
+    from keras_adv.cli import train as cli_train
+
+    args = cli_parser.build_parser().parse_args(["train"])
+    assert (args.dataset, args.model, args.width, args.epochs) == ("digits", "small_cnn", None, None)
+    assert (args.objective, args.adv_weight, args.attack, args.steps) == ("trades", 4.0, "pgd", 7)
+    assert cli_train.RECIPE_WIDTH["small_cnn"] == 64
+    assert cli_train.default_epochs("digits") == 80 and cli_train.default_epochs("mnist") == 30
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "recipes.py"
+    spec = importlib.util.spec_from_file_location("recipes_bench", path)
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    _, best = recipes._recipes(0.2)["best"]
+    assert (best["objective"], best["adv_weight"], best["width"], best["epochs"], best["lr"]) == (
+        args.objective, args.adv_weight, cli_train.RECIPE_WIDTH["small_cnn"], cli_train.default_epochs("digits"),
+        args.learning_rate)
+    assert best["attack"]().steps == args.steps

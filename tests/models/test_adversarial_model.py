@@ -239,3 +239,30 @@ def test_inputs_outside_bounds_fail_and_leave_weights_untouched():
     with pytest.raises(ValueError, match=r"`x` must lie inside"):  # checked before fit starts (issue 14)
         model.fit(np.full((8, D), 3.0, "float32"), np.zeros(8, "int32"), verbose=0)
     np.testing.assert_array_equal(base.get_weights()[0], w)
+
+
+def test_steps_per_execution_trains_the_same_as_one_step_per_call():
+    """`compile(steps_per_execution=k)` (Keras' loop of k steps in one graph call, which removes the
+    per-step Python overhead on small models) gives the very same training: same random starts, weights
+    and logs as one step per call."""
+    x = RNG.uniform(0.2, 0.8, size=(40, D)).astype("float32")
+    y = RNG.integers(0, K, size=40)
+
+    def train(spe):
+        keras.utils.set_random_seed(3)
+        base = linear_model(np.random.default_rng(1).normal(size=(D, K)), np.zeros(K), (D,))
+        model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=3), seed=5,
+                                    objective="trades", adv_weight=2.0)
+        model.compile(keras.optimizers.Adam(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"], steps_per_execution=spe)
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        return [w.numpy() for w in model.base_model.weights], history.history
+
+    (w1, h1), (w4, h4) = train(1), train(4)
+    moved = max(float(np.abs(a).max()) for a in w1)
+    assert moved > 0
+    for a, b in zip(w1, w4):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert set(h1) == set(h4)
+    for key in h1:
+        np.testing.assert_allclose(h1[key], h4[key], rtol=1e-5, atol=1e-6, err_msg=key)
