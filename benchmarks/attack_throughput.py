@@ -17,7 +17,7 @@ Peers are benchmark-only dependencies (never runtime ones), in a venv that sees 
 
     python -m venv --system-site-packages /work/venvs/evalscale
     /work/venvs/evalscale/bin/pip install --no-deps adversarial-robustness-toolbox cleverhans multiprocess dill
-    PYTHONPATH=. /work/venvs/evalscale/bin/python benchmarks/attack_throughput.py [--rounds 3] [--batches 4]
+    PYTHONPATH=. /work/venvs/evalscale/bin/python benchmarks/attack_throughput.py [--rounds 3] [--batches 4] [--processes 3]
 
 Writes benchmarks/results/attack_throughput.json and .md.
 """
@@ -25,6 +25,9 @@ Writes benchmarks/results/attack_throughput.json and .md.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import json
 import os
 import platform
@@ -101,7 +104,7 @@ def implementations(model, x, y, input_shape):
     return out
 
 
-def bench(name, input_shape, n, rounds):
+def bench(name, input_shape, n, rounds, rotate=0):
     keras.utils.set_random_seed(0)
     model = small_cnn(input_shape, 10, name=name)
     rng = np.random.default_rng(0)
@@ -113,6 +116,8 @@ def bench(name, input_shape, n, rounds):
         x = rng.uniform(0, 1, (n,) + input_shape).astype("float32")
         y = rng.integers(0, 10, n).astype("int64")
     impls = implementations(model, x, y, input_shape)
+    labels = list(impls)  # the order (tracing first, then each round) rotates with the process
+    impls = {label: impls[label] for label in labels[rotate % len(labels):] + labels[:rotate % len(labels)]}
     first = {}
     for label, fn in impls.items():  # warm-up: tracing and first-call costs
         t0 = time.perf_counter()
@@ -134,29 +139,78 @@ def bench(name, input_shape, n, rounds):
     return {"model": name, "input_shape": list(input_shape), "examples": n, "rounds": rounds, "rows": rows}
 
 
+def one_process(n, rounds, rotate):
+    return [bench("digits_cnn", (8, 8, 1), n, rounds, rotate), bench("cifar_size_cnn", (32, 32, 3), n, rounds, rotate)]
+
+
+def merge(runs):
+    """Per model and implementation: the median over processes of each process's figures, and their range."""
+    models = []
+    for per_model in zip(*runs):
+        first = per_model[0]
+        rows = []
+        for label in [r["implementation"] for r in first["rows"]]:
+            got = [next(r for r in m["rows"] if r["implementation"] == label) for m in per_model]
+            row = {"implementation": label}
+            for key in ("examples_per_s", "median_s", "min_s", "first_call_s", "vs_floor", "vs_art"):
+                row[key] = statistics.median(g[key] for g in got)
+            row["vs_floor_per_process"] = [g["vs_floor"] for g in got]
+            row["vs_art_per_process"] = [g["vs_art"] for g in got]
+            rows.append(row)
+        models.append({**{k: first[k] for k in ("model", "input_shape", "examples", "rounds")},
+                       "processes": len(per_model), "rows": rows})
+    return models
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=3,
+                        help="fresh processes, each timing every implementation (the order rotating from one "
+                             "process to the next); the figures are the medians over processes")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--single", help=argparse.SUPPRESS)  # (internal: one process's run, written here)
+    parser.add_argument("--rotate", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     n = BATCH * (1 if args.quick else args.batches)
+    if args.single:
+        with open(args.single, "w") as f:
+            json.dump(one_process(n, rounds, args.rotate), f)
+        return
+    processes = 1 if args.quick else args.processes
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(processes):
+            path = os.path.join(tmp, f"run{k}.json")
+            command = [sys.executable, os.path.abspath(__file__), "--single", path, "--rotate", str(k),
+                       "--rounds", str(rounds), "--batches", str(args.batches)] + (["--quick"] if args.quick else [])
+            subprocess.run(command, check=True)
+            with open(path) as f:
+                runs.append(json.load(f))
     results = {
         "benchmark": "attack_throughput",
         "attack": f"PGD-{STEPS} L∞, ε={EPS}, step {STEP_SIZE:g}, batch {BATCH}",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), TF {tf.__version__}, "
                    f"Keras {keras.__version__}",
-        "models": [bench("digits_cnn", (8, 8, 1), n, rounds), bench("cifar_size_cnn", (32, 32, 3), n, rounds)],
+        "processes": processes,
+        "models": merge(runs),
     }
     lines = ["# Attack throughput: PGD-10 (examples/s)", "",
-             f"{results['attack']}; {results['machine']}. Median of {rounds} interleaved rounds after a "
-             "warm-up call; `first call` includes tracing. Ratios: time of the floor (or ART) / time of the row.", ""]
+             f"{results['attack']}; {results['machine']}. In each of {processes} fresh processes (the order of the "
+             f"implementations rotating from one process to the next): median of {rounds} interleaved rounds after "
+             "a warm-up call; `first call` includes tracing. Ratios: time of the floor (or ART) / time of the row, "
+             "within a process; the table shows the median over processes and, for × plain loop, each process's "
+             "ratio (on this 2-core machine the same graph's speed moves by up to ~30% from one process to the next).",
+             ""]
     for m in results["models"]:
         lines += [f"## {m['model']} {tuple(m['input_shape'])}, {m['examples']} examples", "",
-                  "| implementation | examples/s | × plain loop | × ART | first call (s) |", "|---|---|---|---|---|"]
+                  "| implementation | examples/s | × plain loop | (per process) | × ART | first call (s) |",
+                  "|---|---|---|---|---|---|"]
         for r in m["rows"]:
-            lines.append(f"| {r['implementation']} | {r['examples_per_s']:.0f} | {r['vs_floor']:.2f} | "
+            per = ", ".join(f"{v:.2f}" for v in r["vs_floor_per_process"])
+            lines.append(f"| {r['implementation']} | {r['examples_per_s']:.0f} | {r['vs_floor']:.2f} | {per} | "
                          f"{r['vs_art']:.2f} | {r['first_call_s']:.2f} |")
         lines.append("")
     text = "\n".join(lines)

@@ -155,8 +155,10 @@ def speed() -> str:
     thr_rows = []
     for m in thr["models"]:
         g, e = row(m, "keras_adv generate"), row(m, "keras_adv eager")
+        per = ", ".join(f"{v:.2f}" for v in g.get("vs_floor_per_process", []))
         thr_rows.append(f"{m['model']} ({'×'.join(map(str, m['input_shape']))}): `generate` {g['vs_floor']:.2f}× "
-                        f"the plain loop and {g['vs_art']:.1f}× IBM ART, the eager call {e['vs_floor']:.2f}×")
+                        f"the plain loop" + (f" (median of {len(g['vs_floor_per_process'])} processes: {per})" if per else "")
+                        + f" and {g['vs_art']:.1f}× IBM ART, the eager call {e['vs_floor']:.2f}×")
     runs = {r["run"]: r for r in aa["runs"]}
     ours = next(r for k, r in runs.items() if k.startswith("keras_adv") and "cold" in k)
     art = next(r for k, r in runs.items() if k.startswith("IBM ART"))
