@@ -5,7 +5,10 @@ random start, 10 sign-gradient steps of the cross-entropy, projection and clippi
 Every implementation attacks the same model, the same batches (batch 256) with the same ε and step
 size; each is timed after one warm-up call (tracing excluded for the graph-mode entries, reported
 separately for keras_adv's eager call), and the timings are interleaved round by round so all see the
-same machine load; the median round is reported. Two models: the digits `small_cnn` (8×8×1) and the
+same machine load; the median round is reported. keras_adv's entries and the peers' run in separate
+fresh processes, each beside the same floor (ratios are taken within a process; in one shared process
+the peers slowed every TF graph timed after them), and the pair of processes is repeated
+(`--processes`, the order rotating): the figures are the medians over them. Two models: the digits `small_cnn` (8×8×1) and the
 CIFAR-size `small_cnn((32, 32, 3))` (random weights: throughput does not depend on them).
 
 keras_adv entries:
@@ -69,7 +72,11 @@ def plain_loop(model):
     return run
 
 
-def implementations(model, x, y, input_shape):
+OURS, PEERS = "keras_adv", "peers"
+
+
+def implementations(model, x, y, input_shape, group=None):
+    """The timed implementations: the floor, then keras_adv's (group OURS) and/or the peers' (group PEERS)."""
     attack = ka.attacks.PGD(EPS, steps=STEPS, step_size=STEP_SIZE, seed=0)
     floor = plain_loop(model)
     batches = [(tf.constant(x[i:i + BATCH]), tf.constant(y[i:i + BATCH])) for i in range(0, len(x), BATCH)]
@@ -81,6 +88,10 @@ def implementations(model, x, y, input_shape):
         "keras_adv eager call attack(model, x, y)": lambda: [attack(model, xb, yb).numpy() for xb, yb in batches],
         "keras_adv in the user's tf.function": lambda: [compiled(xb, yb).numpy() for xb, yb in batches],
     }
+    if group == PEERS:
+        out = {k: v for k, v in out.items() if k == "plain tf.function loop (floor)"}
+    if group == OURS:
+        return out
     try:
         from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
 
@@ -104,7 +115,7 @@ def implementations(model, x, y, input_shape):
     return out
 
 
-def bench(name, input_shape, n, rounds, rotate=0):
+def bench(name, input_shape, n, rounds, rotate=0, group=None):
     keras.utils.set_random_seed(0)
     model = small_cnn(input_shape, 10, name=name)
     rng = np.random.default_rng(0)
@@ -115,7 +126,7 @@ def bench(name, input_shape, n, rounds, rotate=0):
     else:
         x = rng.uniform(0, 1, (n,) + input_shape).astype("float32")
         y = rng.integers(0, 10, n).astype("int64")
-    impls = implementations(model, x, y, input_shape)
+    impls = implementations(model, x, y, input_shape, group)
     labels = list(impls)  # the order (tracing first, then each round) rotates with the process
     impls = {label: impls[label] for label in labels[rotate % len(labels):] + labels[:rotate % len(labels)]}
     first = {}
@@ -139,8 +150,24 @@ def bench(name, input_shape, n, rounds, rotate=0):
     return {"model": name, "input_shape": list(input_shape), "examples": n, "rounds": rounds, "rows": rows}
 
 
-def one_process(n, rounds, rotate):
-    return [bench("digits_cnn", (8, 8, 1), n, rounds, rotate), bench("cifar_size_cnn", (32, 32, 3), n, rounds, rotate)]
+def one_process(n, rounds, rotate, group=None):
+    return [bench("digits_cnn", (8, 8, 1), n, rounds, rotate, group),
+            bench("cifar_size_cnn", (32, 32, 3), n, rounds, rotate, group)]
+
+
+def join(ours, peers):
+    """One process pair's figures: keras_adv's rows and the peers' rows, each timed beside its own floor.
+
+    Ratios to the floor are taken within each process; a keras_adv row's ratio to ART is its ratio to the
+    floor divided by ART's ratio to the floor (the floor is the same graph in both processes)."""
+    joined = []
+    for m_ours, m_peers in zip(ours, peers):
+        art = next((r for r in m_peers["rows"] if r["implementation"].startswith("IBM ART")), None)
+        art_vs_floor = art["vs_floor"] if art else float("nan")
+        rows = [dict(r, vs_art=r["vs_floor"] / art_vs_floor) for r in m_ours["rows"]]
+        rows += [r for r in m_peers["rows"] if r["implementation"] != "plain tf.function loop (floor)"]
+        joined.append(dict(m_ours, rows=rows))
+    return joined
 
 
 def merge(runs):
@@ -172,23 +199,27 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # (internal: one process's run, written here)
     parser.add_argument("--rotate", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--group", choices=(OURS, PEERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     n = BATCH * (1 if args.quick else args.batches)
     if args.single:
         with open(args.single, "w") as f:
-            json.dump(one_process(n, rounds, args.rotate), f)
+            json.dump(one_process(n, rounds, args.rotate, args.group), f)
         return
     processes = 1 if args.quick else args.processes
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(processes):
-            path = os.path.join(tmp, f"run{k}.json")
-            command = [sys.executable, os.path.abspath(__file__), "--single", path, "--rotate", str(k),
-                       "--rounds", str(rounds), "--batches", str(args.batches)] + (["--quick"] if args.quick else [])
-            subprocess.run(command, check=True)
-            with open(path) as f:
-                runs.append(json.load(f))
+            parts = {}
+            for group in (OURS, PEERS):  # the peers in a process of their own: they slow TF graphs run after them
+                path = os.path.join(tmp, f"run{k}_{group}.json")
+                command = [sys.executable, os.path.abspath(__file__), "--single", path, "--rotate", str(k),
+                           "--group", group, "--rounds", str(rounds), "--batches", str(args.batches)]
+                subprocess.run(command + (["--quick"] if args.quick else []), check=True)
+                with open(path) as f:
+                    parts[group] = json.load(f)
+            runs.append(join(parts[OURS], parts[PEERS]))
     results = {
         "benchmark": "attack_throughput",
         "attack": f"PGD-{STEPS} L∞, ε={EPS}, step {STEP_SIZE:g}, batch {BATCH}",
@@ -198,10 +229,13 @@ def main():
         "models": merge(runs),
     }
     lines = ["# Attack throughput: PGD-10 (examples/s)", "",
-             f"{results['attack']}; {results['machine']}. In each of {processes} fresh processes (the order of the "
-             f"implementations rotating from one process to the next): median of {rounds} interleaved rounds after "
+             f"{results['attack']}; {results['machine']}. {processes} rounds of two fresh processes, one timing "
+             "keras_adv's implementations and one the peers' (cleverhans, IBM ART), each beside the same plain-loop "
+             "floor: measured in one process with the peers, every TF graph run after them slowed unevenly (generate "
+             "read 0.83x the floor there, 1.13x without them). In each process (the order of the "
+             f"implementations rotating from one round to the next): median of {rounds} interleaved rounds after "
              "a warm-up call; `first call` includes tracing. Ratios: time of the floor (or ART) / time of the row, "
-             "within a process; the table shows the median over processes and, for × plain loop, each process's "
+             "within a process (× ART of a keras_adv row: its ratio to the floor over ART's), the table shows the median over processes and, for × plain loop, each process's "
              "ratio (on this 2-core machine the same graph's speed moves by up to ~30% from one process to the next).",
              ""]
     for m in results["models"]:
