@@ -28,13 +28,13 @@ Writes benchmarks/results/attack_throughput.json and .md.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -171,7 +171,7 @@ def join(ours, peers):
 
 
 def merge(runs):
-    """Per model and implementation: the median over processes of each process's figures, and their range."""
+    """Per model and implementation: the median over processes of each process's figures, and the per-process ratios."""
     models = []
     for per_model in zip(*runs):
         first = per_model[0]
@@ -194,8 +194,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--processes", type=int, default=3,
-                        help="fresh processes, each timing every implementation (the order rotating from one "
-                             "process to the next); the figures are the medians over processes")
+                        help="rounds of two fresh processes (keras_adv's implementations in one, the peers' in the "
+                             "other, each beside the floor; the order rotating from one round to the next); the "
+                             "figures are the medians over rounds")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # (internal: one process's run, written here)
     parser.add_argument("--rotate", type=int, default=0, help=argparse.SUPPRESS)
@@ -231,8 +232,7 @@ def main():
     lines = ["# Attack throughput: PGD-10 (examples/s)", "",
              f"{results['attack']}; {results['machine']}. {processes} rounds of two fresh processes, one timing "
              "keras_adv's implementations and one the peers' (cleverhans, IBM ART), each beside the same plain-loop "
-             "floor: measured in one process with the peers, every TF graph run after them slowed unevenly (generate "
-             "read 0.83x the floor there, 1.13x without them). In each process (the order of the "
+             "floor (timed in one process with the peers, the TF graphs run after them slowed unevenly). In each process (the order of the "
              f"implementations rotating from one round to the next): median of {rounds} interleaved rounds after "
              "a warm-up call; `first call` includes tracing. Ratios: time of the floor (or ART) / time of the row, "
              "within a process (× ART of a keras_adv row: its ratio to the floor over ART's), the table shows the median over processes and, for × plain loop, each process's "

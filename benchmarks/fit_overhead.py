@@ -114,12 +114,12 @@ def measure(width, steps, epochs, batch_size, x, y, steps_per_execution=8):
     unfused.fit(dataset, epochs=1, verbose=0)
     looped.fit(dataset, epochs=1, verbose=0)
     # Interleaved epoch by epoch, one after the other (never a fit inside another fit's callback, which
-    # measured the outer fit 3x slower than it runs alone), so all three see the same machine load.
+    # measured the outer fit 3x slower than it runs alone), so all sides see the same machine load.
     fit_times, loop_times, unfused_times, spe_times = [], [], [], []
     fit_timer, unfused_timer, spe_timer = EpochTimer(fit_times), EpochTimer(unfused_times), EpochTimer(spe_times)
     # The position in a round changes an epoch's time by up to ~40% on this 2-core CPU (measured: the
     # same fit read 0.61x the loop when run before it and 1.25x when run after it), so the order
-    # rotates every round and each side runs first, second and third equally often.
+    # rotates every round and each side runs in every position equally often.
     def run_loop():
         t0 = time.perf_counter()
         loop_epoch()
@@ -151,7 +151,7 @@ def main():
         f"batch {args.batch_size})",
         "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}; "
-        f"{args.epochs} epochs per side, fit, loop and other-variant fit epochs interleaved one by one (sequentially, each fit epoch its own fit call, the order rotating every round).",
+        f"{args.epochs} epochs per side, fit, loop, other-fuse fit and steps_per_execution fit epochs interleaved one by one (sequentially, each fit epoch its own fit call, the order rotating every round).",
         "",
         "| model | fit median epoch (s) | loop median epoch (s) | **fit / loop** (medians) | fit / loop (minima) "
         f"| fit fuse_passes={not fused_default} / loop (medians) "
