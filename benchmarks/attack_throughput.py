@@ -50,11 +50,11 @@ EPS, STEPS, BATCH = 0.1, 10, 256
 STEP_SIZE = 2.5 * EPS / STEPS
 
 
-def plain_loop(model):
-    """The cost floor: PGD-10 as one tf.function with a tf.while_loop."""
+def plain_loop(model, jit_compile=False):
+    """The cost floor: PGD-10 as one tf.function with a tf.while_loop (`jit_compile`: the same under XLA)."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def run(x, y, seed):
         x_adv = tf.clip_by_value(x + tf.random.stateless_uniform(tf.shape(x), seed, -EPS, EPS), 0.0, 1.0)
 
@@ -75,8 +75,10 @@ def plain_loop(model):
 OURS, PEERS = "keras_adv", "peers"
 
 
-def implementations(model, x, y, input_shape, group=None):
-    """The timed implementations: the floor, then keras_adv's (group OURS) and/or the peers' (group PEERS)."""
+def implementations(model, x, y, input_shape, group=None, xla=False):
+    """The timed implementations: the floor, then keras_adv's (group OURS) and/or the peers' (group PEERS).
+
+    `xla=True` adds the floor and the user's tf.function compiled with XLA (`jit_compile=True`)."""
     attack = ka.attacks.PGD(EPS, steps=STEPS, step_size=STEP_SIZE, seed=0)
     floor = plain_loop(model)
     batches = [(tf.constant(x[i:i + BATCH]), tf.constant(y[i:i + BATCH])) for i in range(0, len(x), BATCH)]
@@ -88,6 +90,12 @@ def implementations(model, x, y, input_shape, group=None):
         "keras_adv eager call attack(model, x, y)": lambda: [attack(model, xb, yb).numpy() for xb, yb in batches],
         "keras_adv in the user's tf.function": lambda: [compiled(xb, yb).numpy() for xb, yb in batches],
     }
+    if xla:
+        floor_xla = plain_loop(model, jit_compile=True)
+        compiled_xla = tf.function(lambda xb, yb: attack(model, xb, yb, seed=seed), jit_compile=True)
+        out["plain tf.function loop, XLA"] = lambda: [floor_xla(xb, yb, seed).numpy() for xb, yb in batches]
+        out["keras_adv in the user's tf.function(jit_compile=True)"] = lambda: [
+            compiled_xla(xb, yb).numpy() for xb, yb in batches]
     if group == PEERS:
         out = {k: v for k, v in out.items() if k == "plain tf.function loop (floor)"}
     if group == OURS:
@@ -115,7 +123,7 @@ def implementations(model, x, y, input_shape, group=None):
     return out
 
 
-def bench(name, input_shape, n, rounds, rotate=0, group=None):
+def bench(name, input_shape, n, rounds, rotate=0, group=None, xla=False):
     keras.utils.set_random_seed(0)
     model = small_cnn(input_shape, 10, name=name)
     rng = np.random.default_rng(0)
@@ -126,7 +134,7 @@ def bench(name, input_shape, n, rounds, rotate=0, group=None):
     else:
         x = rng.uniform(0, 1, (n,) + input_shape).astype("float32")
         y = rng.integers(0, 10, n).astype("int64")
-    impls = implementations(model, x, y, input_shape, group)
+    impls = implementations(model, x, y, input_shape, group, xla)
     labels = list(impls)  # the order (tracing first, then each round) rotates with the process
     impls = {label: impls[label] for label in labels[rotate % len(labels):] + labels[:rotate % len(labels)]}
     first = {}

@@ -37,13 +37,13 @@ import tensorflow as tf  # noqa: E402
 import keras_adv as ka  # noqa: E402
 
 
-def plain_loop(base, dataset, eps, steps, lam, optimizer):
+def plain_loop(base, dataset, eps, steps, lam, optimizer, jit_compile=False):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     alpha = 2.5 * eps / steps
     seed = tf.Variable([0, 0], dtype=tf.int32)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(x, y):
         seed.assign_add([1, 0])
         delta = tf.random.stateless_uniform(tf.shape(x), seed, -eps, eps)

@@ -171,8 +171,24 @@ def speed() -> str:
         f"(`benchmarks/attack_parity.py --autoattack`, {aa['points']}, {aa['model']}): keras_adv "
         f"{ours['robust_accuracy']:.3f} robust in {ours['seconds']:.0f} s against IBM ART's "
         f"{art['robust_accuracy']:.3f} in {art['seconds']:.0f} s ({art['seconds'] / ours['seconds']:.1f}× faster, "
-        f"tracing included). Details: `benchmarks/results/{{fit_overhead,attack_throughput,autoattack_vs_art}}.md`.\n"
+        f"tracing included). {gpu()}Details: `benchmarks/results/{{fit_overhead,attack_throughput,autoattack_vs_art,gpu}}.md`.\n"
     )
+
+
+def gpu() -> str:
+    """The GPU run's PGD-10 figures (benchmarks/gpu.py on the lent GPU machine)."""
+    g = _load("gpu.json")
+
+    def row(model, prefix):
+        return next(r for r in model["rows"] if r["implementation"].startswith(prefix))
+    parts = []
+    for m in g["throughput"]:
+        gen, xla = row(m, "keras_adv generate"), row(m, "keras_adv in the user's tf.function(jit_compile=True)")
+        parts.append(f"{m['model']}: `generate` {gen['vs_floor']:.2f}× the plain graph loop and {gen['vs_art']:.0f}× "
+                     f"IBM ART, the attack in a `tf.function(jit_compile=True)` {xla['vs_floor']:.2f}× the graph loop "
+                     f"({xla['vs_art']:.0f}× ART)")
+    return (f"On a GPU ({', '.join(g['device']['gpus'])}, `benchmarks/gpu.py`, one run), PGD-10 throughput: "
+            f"{'; '.join(parts)}; XLA's first compilation took minutes. ")
 
 
 def tabular_parity() -> str:

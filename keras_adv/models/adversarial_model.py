@@ -128,8 +128,13 @@ class AdversarialModel(keras.Model):
             normalising each half with its own statistics, as in the
             reference implementations of Madry et al. and TRADES.
         jit_compile_attack: compile the attack's loop with XLA inside the
-            training and test steps. Off by default: on CPU, XLA was measured
-            slower than the plain graph for conv nets; GPU speed not measured.
+            training and test steps (the rest of the step stays in graph
+            mode, with its input checks). Off by default: on CPU, XLA was
+            measured slower than the plain graph for conv nets; on a GPU the
+            attack loop measured faster under XLA, after a first compilation
+            of minutes (`benchmarks/results/gpu.md`). `compile(jit_compile=True)`
+            (the whole step under XLA) is refused: XLA drops the step's input
+            checks.
         perturb_layer: the name of an inner layer (typically the
             `Embedding` of a text model) whose output is attacked instead of
             the model input; see `keras_adv.models.inner_layer`. The attack's
@@ -253,6 +258,20 @@ class AdversarialModel(keras.Model):
                 "AdversarialModel supports single-output models only; got a "
                 f"{type(loss).__name__} of losses."
             )
+        # The whole step under XLA drops the step's in-graph input checks (XLA ignores Assert ops:
+        # a bad label or a NaN batch then trains silently into NaN weights), so Keras' "auto"
+        # (XLA whenever a GPU is visible) resolves to graph mode here, and True is refused.
+        jit_compile = kwargs.pop("jit_compile", "auto")
+        if jit_compile is True:
+            raise ValueError(
+                "AdversarialModel does not support `jit_compile=True`: XLA drops the training step's "
+                "input checks (labels, bounds, NaN), so a bad batch would silently corrupt the weights. "
+                "Compile the attack loop, where the time goes, with "
+                "`AdversarialModel(..., jit_compile_attack=True)` instead (docs/training.md)."
+            )
+        if jit_compile not in ("auto", False, None):
+            raise ValueError(f"`jit_compile` must be 'auto' or False, got {jit_compile!r}.")
+        kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                         metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)
         adv_metrics = None
@@ -327,6 +346,10 @@ class AdversarialModel(keras.Model):
         seed = self._replica_seed()
         if not self.jit_compile_attack:
             return self._run_attack(attack, x, y, epsilon, seed, loss)
+        if (self._perturbation is None and attack.check_inputs and not isinstance(x, dict)
+                and x.dtype.is_floating):
+            # The attack's own input check (bounds, NaN) is an Assert, which XLA drops: run it here.
+            x = attack.domain.validate(x)
         # XLA: the attack runs in its own jit-compiled function (built once per attack/loss).
         key = (id(attack), id(loss), epsilon is None)
         fn = self._xla_attacks.get(key)

@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_adv as ka
 from keras_adv import _compat
@@ -127,3 +128,40 @@ def test_xla_attack_option_gives_the_same_training_step():
         assert model.get_config().get("jit_compile_attack", False) is jit
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_whole_step_xla_is_refused_and_auto_stays_in_graph_mode_even_with_a_gpu(monkeypatch):
+    """Keras' jit_compile="auto" picks XLA for the whole step when a GPU is visible (measured on an H100:
+    benchmarks/results/gpu.json), and XLA drops the step's Assert-based input checks."""
+    model = ka.AdversarialModel(_dense_model(4), attack=ka.attacks.PGD(epsilon=0.1, steps=2))
+    with pytest.raises(ValueError, match="jit_compile=True.*jit_compile_attack=True"):
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    with pytest.raises(ValueError, match="`jit_compile` must be 'auto' or False"):
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile="yes")
+    # Pretend a GPU is visible, as Keras' auto resolution sees it: a plain keras.Model resolves to XLA.
+    real = tf.config.list_physical_devices
+    fake_gpu = type("Device", (), {"device_type": "GPU", "name": "/physical_device:GPU:0"})()
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda device_type=None: real(device_type) + ([fake_gpu] if device_type is None else []))
+    plain = _dense_model(4)
+    plain.compile("sgd", "mse")
+    assert plain.jit_compile is True  # what the wrapper must not inherit
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert model.jit_compile is False
+
+
+def test_xla_attack_keeps_the_attack_input_check_and_the_weights():
+    """Under jit_compile_attack the attack's bounds check still fires (XLA alone would drop it)."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.2, 0.8, size=(32, 6)).astype("float32")
+    x[20, 2] = 1.5  # outside bounds=(0, 1), in the second batch of a stream
+    y = rng.integers(0, 3, size=32)
+    base = _dense_model(4)
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), jit_compile_attack=True)
+    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.build((None, 6))
+    before = base.get_weights()
+    with pytest.raises(ValueError, match="must lie inside bounds"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), epochs=1, verbose=0)
+    for a, b in zip(before, base.get_weights()):
+        np.testing.assert_array_equal(a, b)
