@@ -143,6 +143,11 @@ def evaluation() -> str:
     )
 
 
+def _row(model, prefix):
+    """A benchmark model's row whose implementation starts with `prefix`."""
+    return next(r for r in model["rows"] if r["implementation"].startswith(prefix))
+
+
 def speed() -> str:
     fit = _load("fit_overhead.json")
     thr = _load("attack_throughput.json")
@@ -150,11 +155,9 @@ def speed() -> str:
     fit_rows = "; ".join(f"{m['model']} {m['ratio_median']:.2f}× (compiled with `steps_per_execution="
                          f"{fit['steps_per_execution']}`: {m['steps_per_execution_ratio_median']:.2f}×)"
                          for m in fit["models"])
-    def row(model, prefix):
-        return next(r for r in model["rows"] if r["implementation"].startswith(prefix))
     thr_rows = []
     for m in thr["models"]:
-        g, e = row(m, "keras_adv generate"), row(m, "keras_adv eager")
+        g, e = _row(m, "keras_adv generate"), _row(m, "keras_adv eager")
         per = ", ".join(f"{v:.2f}" for v in g.get("vs_floor_per_process", []))
         thr_rows.append(f"{m['model']} ({'×'.join(map(str, m['input_shape']))}): `generate` {g['vs_floor']:.2f}× "
                         f"the plain loop" + (f" (median of {len(g['vs_floor_per_process'])} processes: {per})" if per else "")
@@ -178,17 +181,15 @@ def speed() -> str:
 def gpu() -> str:
     """The GPU run's PGD-10 figures (benchmarks/gpu.py on the lent GPU machine)."""
     g = _load("gpu.json")
-
-    def row(model, prefix):
-        return next(r for r in model["rows"] if r["implementation"].startswith(prefix))
-    parts = []
+    parts, compile_s = [], []
     for m in g["throughput"]:
-        gen, xla = row(m, "keras_adv generate"), row(m, "keras_adv in the user's tf.function(jit_compile=True)")
+        gen, xla = _row(m, "keras_adv generate"), _row(m, "keras_adv in the user's tf.function(jit_compile=True)")
         parts.append(f"{m['model']}: `generate` {gen['vs_floor']:.2f}× the plain graph loop and {gen['vs_art']:.0f}× "
                      f"IBM ART, the attack in a `tf.function(jit_compile=True)` {xla['vs_floor']:.2f}× the graph loop "
                      f"({xla['vs_art']:.0f}× ART)")
+        compile_s.append(f"{_row(m, 'plain tf.function loop, XLA')['first_call_s']:.0f} s")
     return (f"On a GPU ({', '.join(g['device']['gpus'])}, `benchmarks/gpu.py`, one run), PGD-10 throughput: "
-            f"{'; '.join(parts)}; XLA's first compilation took minutes. ")
+            f"{'; '.join(parts)}; XLA's first call (its compilation) took {' and '.join(compile_s)}. ")
 
 
 def tabular_parity() -> str:

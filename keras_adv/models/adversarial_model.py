@@ -132,7 +132,7 @@ class AdversarialModel(keras.Model):
             mode, with its input checks). Off by default: on CPU, XLA was
             measured slower than the plain graph for conv nets; on a GPU the
             attack loop measured faster under XLA, after a first compilation
-            of minutes (`benchmarks/results/gpu.md`). `compile(jit_compile=True)`
+            of up to minutes (`benchmarks/results/gpu.md`). `compile(jit_compile=True)`
             (the whole step under XLA) is refused: XLA drops the step's input
             checks.
         perturb_layer: the name of an inner layer (typically the
@@ -346,10 +346,9 @@ class AdversarialModel(keras.Model):
         seed = self._replica_seed()
         if not self.jit_compile_attack:
             return self._run_attack(attack, x, y, epsilon, seed, loss)
-        if (self._perturbation is None and attack.check_inputs and not isinstance(x, dict)
-                and x.dtype.is_floating):
-            # The attack's own input check (bounds, NaN) is an Assert, which XLA drops: run it here.
-            x = attack.domain.validate(x)
+        if self._perturbation is None and not isinstance(x, dict):
+            # The attack's own input checks (bounds, NaN) are Asserts, which XLA drops: run them here.
+            x = attack._validate_x(x)
         # XLA: the attack runs in its own jit-compiled function (built once per attack/loss).
         key = (id(attack), id(loss), epsilon is None)
         fn = self._xla_attacks.get(key)
