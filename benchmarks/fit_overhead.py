@@ -71,6 +71,27 @@ def plain_loop(base, dataset, eps, steps, lam, optimizer, jit_compile=False):
     return epoch
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """The time of the epoch itself (from its first to its last batch), not of `fit`'s set-up."""
+
+    def __init__(self, times):
+        super().__init__()
+        self.times = times
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def fit_epoch(model, dataset):
+    """One `fit` epoch's own time (fit's per-call set-up excluded, as a plain loop has none)."""
+    times = []
+    model.fit(dataset, epochs=1, verbose=0, callbacks=[EpochTimer(times)])
+    return times[0]
+
+
 def measure(width, steps, epochs, batch_size, x, y, steps_per_execution=8):
     """Median and minimum epoch times of fit and of the plain loop, interleaved epoch by epoch."""
     eps, lam = 0.2, 1.0
@@ -95,19 +116,6 @@ def measure(width, steps, epochs, batch_size, x, y, steps_per_execution=8):
     looped = ka.AdversarialModel(base_d, attack=ka.attacks.PGD(epsilon=eps, steps=steps), adv_weight=lam)
     looped.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                    metrics=["accuracy"], steps_per_execution=steps_per_execution)
-
-    class EpochTimer(keras.callbacks.Callback):
-        """The time of the epoch itself (from its first to its last batch), not of `fit`'s set-up."""
-
-        def __init__(self, times):
-            super().__init__()
-            self.times = times
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
 
     model.fit(dataset, epochs=1, verbose=0)  # warm-up: tracing
     loop_epoch()
