@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-__all__ = ["crossentropy", "margin", "get", "predicted_class", "label_class", "to_log_probs", "per_example"]
+__all__ = ["crossentropy", "margin", "get", "predicted_class", "label_class", "to_log_probs", "per_example",
+           "infer_from_logits"]
 
 _EPS = 1e-12
 
@@ -38,6 +39,40 @@ def to_log_probs(outputs, from_logits=None):
     if from_logits is False:
         return log_p
     return tf.where(_looks_like_probabilities(outputs), log_p, tf.nn.log_softmax(outputs, axis=-1))
+
+
+def infer_from_logits(model):
+    """Whether `model` outputs logits (True) or probabilities (False), read from its last layer.
+
+    Known for a Functional or Sequential model with one output produced by its
+    last layer: a linear `Dense`/`EinsumDense`/convolution gives logits, a
+    `Softmax` layer or a softmax activation gives probabilities (a sigmoid
+    activation too, on a single unit). Anything else (a subclassed model, a
+    custom activation, a multi-output model) is None: the losses then detect
+    the kind from each batch of outputs, which costs a few more graph
+    operations per attack step (both interpretations are computed).
+    """
+    if not isinstance(model, keras.Model):
+        return None
+    try:
+        outputs = model.outputs
+        layer = model.layers[-1]
+        if not outputs or len(outputs) != 1 or layer.output is not outputs[0]:
+            return None
+    except (AttributeError, ValueError, RuntimeError, IndexError):  # subclassed, unbuilt or shared
+        return None
+    if isinstance(layer, keras.layers.Softmax):
+        return False
+    activation = getattr(layer, "activation", None)
+    if activation is keras.activations.softmax:
+        return False
+    if activation is keras.activations.sigmoid and outputs[0].shape[-1] == 1:
+        return False
+    linear = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Conv1D, keras.layers.Conv2D,
+              keras.layers.Conv3D)
+    if activation is keras.activations.linear and isinstance(layer, linear):
+        return True
+    return None
 
 
 def _binary_log_probs(outputs, from_logits):

@@ -18,12 +18,13 @@ from keras_adv.attacks.constrained import ConstrainedAttack
 from keras_adv.attacks.capgd import CAPGD
 from keras_adv.attacks.evolutionary import Evolutionary
 from keras_adv.attacks.constrained_autoattack import ConstrainedAutoAttack
+from keras_adv.attacks._batches import batch_seed
 
 __all__ = [
     "Attack", "GradientAttack", "NoInputGradientError", "value_and_gradient", "FGSM", "PGD", "get",
     "CarliniWagnerL2", "SpatialTransformation", "APGD", "Square", "FAB", "AutoAttack",
     "BPDA", "EOT", "VirtualAdversarial", "HotFlip",
-    "ConstrainedAttack", "CAPGD", "Evolutionary", "ConstrainedAutoAttack",
+    "ConstrainedAttack", "CAPGD", "Evolutionary", "ConstrainedAutoAttack", "batch_seed",
 ]
 
 

@@ -15,11 +15,14 @@ from keras_adv.attacks.attack import _batch_mask, _single_output
 _BIG = 1e9
 
 
-def class_scores(outputs, attack_name: str, allow_single_unit: bool = False) -> tf.Tensor:
+def class_scores(outputs, attack_name: str, allow_single_unit: bool = False, model=None) -> tf.Tensor:
     """Checks that `outputs` are per-class scores (batch, classes ≥ 2); returns log-probabilities.
 
     With `allow_single_unit` (AutoAttack's members), a single sigmoid unit is
     accepted and becomes two class log-probabilities (see `to_log_probs`).
+    `model`, the model that produced `outputs`, tells logits from
+    probabilities where its last layer says (`losses.infer_from_logits`), so
+    the graph computes one interpretation instead of both.
     """
     outputs = _single_output(outputs)
     shape = outputs.shape
@@ -33,7 +36,7 @@ def class_scores(outputs, attack_name: str, allow_single_unit: bool = False) -> 
             "unbatched outputs carry no per-class scores: output one score per class "
             "(keras_adv.attacks.AutoAttack accepts a single sigmoid unit)."
         )
-    return losses_lib.to_log_probs(outputs)
+    return losses_lib.to_log_probs(outputs, losses_lib.infer_from_logits(model))
 
 
 def label_indices(y) -> tf.Tensor:

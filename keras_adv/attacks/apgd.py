@@ -118,7 +118,7 @@ class APGD(Attack):
                 else:
                     obj = self.objective(loss_fn, y, outputs)
                 return obj, outputs
-            scores = _scores.class_scores(outputs, name, self._few_classes_ok)
+            scores = _scores.class_scores(outputs, name, self._few_classes_ok, model)
             if not self._few_classes_ok:
                 _check_classes(scores, 4 if (target is not None or self.targeted) else 3, name)
             if target is not None:
@@ -139,7 +139,7 @@ class APGD(Attack):
         if self.n_target_classes is None:
             return self._single_run(model, x, y, None, epsilon, seed, loss_fn)[0]
 
-        scores = _scores.class_scores(model(x, training=False), type(self).__name__, self._few_classes_ok)
+        scores = _scores.class_scores(model(x, training=False), type(self).__name__, self._few_classes_ok, model)
         num_classes = scores.shape[-1]
         n_targets = self.n_target_classes
         if num_classes is not None:

@@ -23,6 +23,7 @@ A concrete attack implements `perturb(model, x, y, epsilon, seed, loss_fn)`
 
 from __future__ import annotations
 
+import functools
 import warnings
 import weakref
 from typing import Any, Callable, Optional, Sequence, Tuple
@@ -170,11 +171,11 @@ class Attack:
         x = self._validate_x(x)
         y = self._validate_y(y, x)
         epsilon = self._validate_epsilon(epsilon, x.dtype)
-        if seed is None:
-            seed = self._next_seed()
         if tf.executing_eagerly():
             fn = self._traced_function(model, loss)
             if fn is not None:
+                if seed is None:
+                    self._seed_generator_or_new()  # drawn inside the traced function (no eager ops)
                 try:
                     return fn(x, y, epsilon, seed)
                 except tf.errors.OpError:
@@ -183,14 +184,28 @@ class Attack:
                     # Tracing failed: run eagerly, which raises the attack's own error
                     # (e.g. NoInputGradientError) unwrapped, or succeeds for a model
                     # that cannot be traced (then this model stays on the eager path).
-                    out = self._run(model, x, y, epsilon, seed, self._loss_fn(loss))
+                    seed = self._next_seed() if seed is None else seed
+                    out = self._run(model, x, y, epsilon, seed, self._loss_fn(loss, model))
                     self._mark_untraceable(model, loss)
                     return out
-        return self._run(model, x, y, epsilon, seed, self._loss_fn(loss))
+        if seed is None:
+            seed = self._next_seed()
+        return self._run(model, x, y, epsilon, seed, self._loss_fn(loss, model))
 
-    def _loss_fn(self, loss):
+    def _loss_fn(self, loss, model=None):
+        """The per-example loss of a call: `loss`, else the attack's, else cross-entropy.
+
+        The default cross-entropy reads from `model`'s last layer whether it
+        outputs logits or probabilities (`losses.infer_from_logits`), so each
+        step computes one interpretation instead of both.
+        """
         loss_fn = losses_lib.per_example(loss if loss is not None else self.loss)
-        return loss_fn or losses_lib.crossentropy
+        if loss_fn is not None:
+            return loss_fn
+        from_logits = losses_lib.infer_from_logits(model)
+        if from_logits is None:
+            return losses_lib.crossentropy
+        return functools.partial(losses_lib.crossentropy, from_logits=from_logits)
 
     def _run(self, model, x, y, epsilon, seed, loss_fn):
         """The attack proper: restarts, budget and domain, non-finite fallback."""
@@ -230,9 +245,11 @@ class Attack:
             return None  # this model runs eagerly (tracing it failed before)
         if entry is None or entry[0] is not loss:
             model_ref = weakref.ref(model)
-            loss_fn = self._loss_fn(loss)
+            loss_fn = self._loss_fn(loss, model)
 
             def run(x, y, epsilon, seed):
+                if seed is None:  # the attack's own stream, drawn in the graph
+                    seed = draw_seed(self._seed_generator)
                 return self._run(model_ref(), x, y, epsilon, seed, loss_fn)
 
             entry = (loss, _compile(run))
@@ -402,11 +419,14 @@ class Attack:
             )
         return y
 
-    def _next_seed(self):
+    def _seed_generator_or_new(self):
         if self._seed_generator is None:
             # Created on first use, eagerly; graph callers pass `seed=`.
             self._seed_generator = keras.random.SeedGenerator(self.seed)
-        return draw_seed(self._seed_generator)
+        return self._seed_generator
+
+    def _next_seed(self):
+        return draw_seed(self._seed_generator_or_new())
 
     # ----------------------------------------------------------- helpers
     def input_gradient(self, model, x, y, loss_fn):

@@ -104,7 +104,7 @@ class CarliniWagnerL2(Attack):
         w0 = tf.atanh(tf.clip_by_value((x - lo) / (hi - lo) * 2.0 - 1.0, -_ATANH_LIMIT, _ATANH_LIMIT))
 
         def margin_terms(x_adv):
-            scores = _scores.class_scores(model(x_adv, training=False), name)
+            scores = _scores.class_scores(model(x_adv, training=False), name, model=model)
             z_y, z_other = _scores.true_and_other(scores, labels)
             # real < 0 ⇔ the example is adversarial with margin κ.
             real = (z_other - z_y) if self.targeted else (z_y - z_other)

@@ -96,7 +96,7 @@ class Evolutionary(ConstrainedAttack):
 
         def fitness(pop):
             """Lower is better: feasibility first, then margin, then distance among successes."""
-            scores = _scores.class_scores(model(pop, training=False), type(self).__name__)
+            scores = _scores.class_scores(model(pop, training=False), type(self).__name__, model=model)
             margin = _scores.margin(scores, labels)
             if self.targeted:
                 margin = -margin

@@ -147,7 +147,7 @@ class FAB(Attack):
         name = type(self).__name__
         labels = _scores.label_indices(y)
         batch = tf.shape(x)[0]
-        scores = _scores.class_scores(model(x, training=False), name, self._few_classes_ok)
+        scores = _scores.class_scores(model(x, training=False), name, self._few_classes_ok, model)
         pred = tf.argmax(scores, axis=-1, output_type=tf.int32)
         inf = tf.constant(float("inf"), x.dtype)
         if self.targeted:
@@ -191,11 +191,12 @@ class FAB(Attack):
         project = _project_linf if self.norm.name == "linf" else _project_l2
 
         def success(outputs):
-            pred = tf.argmax(_scores.class_scores(outputs, name, self._few_classes_ok), axis=-1, output_type=tf.int32)
+            scores_now = _scores.class_scores(outputs, name, self._few_classes_ok, model)
+            pred = tf.argmax(scores_now, axis=-1, output_type=tf.int32)
             return tf.equal(pred, labels) if self.targeted else tf.not_equal(pred, labels)
 
         def diff(xc):
-            scores = _scores.class_scores(model(xc, training=False), name, self._few_classes_ok)
+            scores = _scores.class_scores(model(xc, training=False), name, self._few_classes_ok, model)
             if self.targeted:
                 # Boundary against the strongest competitor of the target at the iterate.
                 z_t, z_other = _scores.true_and_other(scores, target)

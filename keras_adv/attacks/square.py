@@ -81,7 +81,7 @@ class Square(Attack):
         return self.p_init / tf.pow(2.0, halvings)
 
     def _loss(self, model, x_adv, labels):
-        scores = _scores.class_scores(model(x_adv, training=False), type(self).__name__, self._few_classes_ok)
+        scores = _scores.class_scores(model(x_adv, training=False), type(self).__name__, self._few_classes_ok, model)
         z_y, z_other = _scores.true_and_other(scores, labels)
         # Minimised; negative once the attack succeeds.
         return (z_other - z_y) if self.targeted else (z_y - z_other)

@@ -402,10 +402,16 @@ def test_eager_calls_reuse_one_traced_function_per_model():
     x = np.full((2, 4), 0.5, "float32")
     a = attack(model, x, [0, 1], seed=tf.constant([1, 2])).numpy()
     fn = attack._traced_function(model, None)
-    attack(model, x, [0, 1], epsilon=0.2)
-    attack(model, x, [1, 0], epsilon=tf.constant(0.05))
+    attack(model, x, [0, 1], epsilon=0.2, seed=tf.constant([3, 4]))
+    attack(model, x, [1, 0], epsilon=tf.constant(0.05), seed=tf.constant([5, 6]))
     assert attack._traced_function(model, None) is fn
     assert fn.experimental_get_tracing_count() == 1
+    # Without `seed=`, the attack's own seed stream is drawn inside the graph: one more trace, then reused.
+    b = attack(model, x, [0, 1]).numpy()
+    c = attack(model, x, [0, 1], epsilon=0.2).numpy()
+    assert fn.experimental_get_tracing_count() == 2
+    assert not np.array_equal(b, attack(model, x, [0, 1]).numpy())  # a fresh seed per call
+    assert c.shape == b.shape
     np.testing.assert_allclose(a, run_graph(attack, model, x, np.array([0, 1])), atol=1e-7)
     del model, fn
     import gc
@@ -419,3 +425,84 @@ def test_free_adversarial_training_uses_the_one_helper_for_its_input_gradient():
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(Exception, match=r"FreeAdversarialModel: the model has no gradient with respect to its input"):
         model.fit(np.full((4, 4), 0.5, "float32"), np.array([0, 1, 2, 0]), verbose=0)
+
+
+# ------------------------------------------------------------------ per-call overhead
+def test_the_eager_seed_stream_is_drawn_in_the_graph_and_equals_explicit_draws(model):
+    """Without `seed=`, eager calls draw the attack's own stream inside the traced function:
+    the very seeds `draw_seed` gives eagerly from a generator seeded alike."""
+    from keras_adv.attacks.attack import draw_seed
+
+    x = np.full((2, 4), 0.5, "float32")
+    y = np.array([0, 1])
+    streamed = ka.attacks.PGD(0.1, steps=2, seed=7)
+    got = [streamed(model, x, y).numpy() for _ in range(3)]
+    gen = keras.random.SeedGenerator(7)
+    explicit = ka.attacks.PGD(0.1, steps=2, seed=7)
+    want = [explicit(model, x, y, seed=draw_seed(gen)).numpy() for _ in range(3)]
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(got[0], got[1])
+
+
+def test_batch_seed_equals_tensorflow_fold_in():
+    """`batch_seed` caches the seed's word; it must stay `stateless_fold_in(pair, index)` cast to int32."""
+    from keras_adv.attacks import batch_seed
+
+    for seed in (0, 7, 2**31 - 2, 2**40 + 5):
+        pair = tf.constant([(seed // 2**31) % 2**31, seed % 2**31], tf.int64)
+        for index in (0, 1, 99, np.int64(17), 2**31 + 3, 2**33 - 1):
+            want = tf.cast(tf.random.experimental.stateless_fold_in(pair, tf.constant(index, tf.int64)), tf.int32)
+            np.testing.assert_array_equal(batch_seed(seed, index).numpy(), want.numpy())
+        np.testing.assert_array_equal(batch_seed(seed, tf.constant(5)).numpy(), batch_seed(seed, 5).numpy())
+
+
+def _head(activation=None, layer=None, units=3):
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(5, activation="relu")(inputs)
+    if layer is not None:
+        out = layer(keras.layers.Dense(units)(h))
+    else:
+        out = keras.layers.Dense(units, activation=activation)(h)
+    return keras.Model(inputs, out)
+
+
+def test_infer_from_logits_reads_the_last_layer_and_is_none_when_unsure():
+    infer = ka.losses.infer_from_logits
+    assert infer(_head()) is True
+    assert infer(_head("softmax")) is False
+    assert infer(_head(layer=keras.layers.Softmax())) is False
+    assert infer(_head("sigmoid", units=1)) is False
+    assert infer(_head("linear", units=1)) is True
+    assert infer(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])) is True
+    assert infer(_head("sigmoid")) is None  # multi-label sigmoid: not a distribution
+    assert infer(_head("relu")) is None
+    assert infer(_head(layer=keras.layers.Activation("softmax"))) is False
+    assert infer(keras.Sequential([keras.layers.Dense(3)])) is None  # unbuilt
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.d(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 4), "float32"))
+    assert infer(sub) is None
+    assert infer(lambda x: x) is None
+
+
+@pytest.mark.parametrize("activation", [None, "softmax"])
+def test_the_inferred_loss_gives_the_very_examples_of_per_batch_detection(activation):
+    """Reading logits/probabilities from the model changes the graph's cost, never the result."""
+    keras.utils.set_random_seed(0)
+    model = _head(activation)
+    x = np.random.default_rng(0).uniform(0, 1, (16, 4)).astype("float32")
+    y = np.arange(16) % 3
+    seed = tf.constant([3, 4])
+    inferred = ka.attacks.PGD(0.2, steps=5)(model, x, y, seed=seed).numpy()
+    detected = ka.attacks.PGD(0.2, steps=5, loss=ka.losses.crossentropy)(model, x, y, seed=seed).numpy()
+    np.testing.assert_array_equal(inferred, detected)
+    assert np.abs(inferred - x).max() > 0.1  # the attack moved
