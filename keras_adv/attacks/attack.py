@@ -503,7 +503,7 @@ class Attack:
         return np.concatenate(outputs, axis=0)
 
     def iterate(self, model, data, y=None, *, batch_size: int = 256, verbose=0, shard=None, strategy=None):
-        """Yields `(x_adv, y)` numpy batches over `data`, holding one batch at a time.
+        """Yields `(x_adv, y)` numpy batches over `data`, holding two batches at a time (one in flight).
 
         The streaming form of `generate` (same arguments, same examples): memory
         stays flat for a `tf.data.Dataset` of any size.
@@ -522,12 +522,23 @@ class Attack:
         seed = _batches.base_seed(self.seed)
         step = self.batch_function(model, verbose=int(verbose not in (0, False)), strategy=strategy)
         bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
-        for i, batch in enumerate(_batches.iterate(data, y, batch_size=batch_size, shard=shard,
-                                                   check_float=False)):
+        # One batch in flight: batch k+1 is dispatched before batch k's result is read back, so on
+        # an accelerator (where a dispatched call returns before its kernels finish) the device
+        # works while Python reads, yields and prepares the next batch. On a CPU it changes nothing.
+        pending = None
+        done = 0
+        for batch in _batches.iterate(data, y, batch_size=batch_size, shard=shard, check_float=False):
             x_adv = step(batch.x, batch.y, None, _batches.batch_seed(seed, batch.index))
-            yield np.asarray(x_adv), batch.y
+            if pending is not None:
+                yield np.asarray(pending[0]), pending[1]
+                done += 1
+                if bar is not None:
+                    bar.update(done)
+            pending = (x_adv, batch.y)
+        if pending is not None:
+            yield np.asarray(pending[0]), pending[1]
             if bar is not None:
-                bar.update(i + 1)
+                bar.update(done + 1)
 
     def batch_function(self, model, *, verbose: int = 0, strategy=None):
         """`fn(x, y, epsilon, seed) -> x_adv` for one batch, compiled once per model.

@@ -33,6 +33,19 @@ __all__ = ["AdversarialModel"]
 # Layers whose training-mode output for one example depends on the rest of the batch.
 _BATCH_DEPENDENT_LAYERS = (keras.layers.BatchNormalization,)
 
+# Layers whose output does not depend on `training` (no dropout, noise, batch statistics or
+# augmentation): a model built only from these computes the same clean outputs in training and
+# inference mode, so TRADES/VAT can take the attack's clean target from the training forward.
+_TRAINING_INVARIANT_LAYERS = tuple(getattr(keras.layers, n) for n in (
+    "InputLayer", "Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+    "Conv2DTranspose", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D", "AveragePooling2D",
+    "AveragePooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "Flatten", "Reshape", "Permute", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU",
+    "Softmax", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
+    "LayerNormalization", "Embedding", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
+    "UpSampling1D", "UpSampling2D", "Identity", "Rescaling", "Normalization",
+) if hasattr(keras.layers, n))
+
 
 def _clone_metrics(metrics):
     """Fresh copies of metric objects (strings stay strings) so clean and adv never share state."""
@@ -434,13 +447,15 @@ class AdversarialModel(keras.Model):
             total = total / replicas
         return self.optimizer.scale_loss(total) if self.optimizer is not None else total
 
-    def _objective_attack_loss(self, x):
-        """The objective's inner loss; clean outputs it needs (TRADES) are computed without a tape."""
+    def _objective_attack_loss(self, x, y_clean=None):
+        """The objective's inner loss; clean outputs it needs (TRADES) are computed without a tape
+        (or given: the training forward's, see `_reuses_clean_forward`)."""
         objective = self._objective
-        y_clean = None
         if objective.needs_clean_for_attack:
             self._check_single_input(x)
-            y_clean = tf.stop_gradient(self(x, training=False))
+            y_clean = tf.stop_gradient(self(x, training=False) if y_clean is None else y_clean)
+        else:
+            y_clean = None
         if _accepts(objective.attack_loss, "from_logits"):
             return objective.attack_loss(y_clean, getattr(self, "_from_logits", None))
         return objective.attack_loss(y_clean)
@@ -491,9 +506,31 @@ class AdversarialModel(keras.Model):
             return both[:n], both[n:]
         return self(x, training=True), self(x_adv, training=True)
 
+    def _reuses_clean_forward(self, x):
+        """Whether the attack's clean target (TRADES, VAT) can be the training forward's clean outputs.
+
+        True where the two are the very same computation: a Keras Functional or Sequential model
+        built only from layers whose output does not depend on `training` (no dropout, noise,
+        batch statistics or augmentation), attacked on its input, and the clean and adversarial
+        forwards not fused into one pass. Saves one forward pass per step.
+        """
+        objective = self._objective
+        if not (objective.needs_clean_for_attack and objective.needs_clean_gradient):
+            return False
+        if self._perturbation is not None or isinstance(x, (dict, list, tuple)) or self._fuses():
+            return False
+        base = self.base_model
+        if not (isinstance(base, keras.Model) and type(base).__module__.startswith("keras.")):
+            return False  # a subclassed model: its call may use `training`
+        return all(isinstance(layer, _TRAINING_INVARIANT_LAYERS)
+                   or (isinstance(layer, keras.Model) and type(layer).__module__.startswith("keras."))
+                   for layer in _all_layers(base))
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
+        if self._reuses_clean_forward(x):
+            return self._train_step_reusing_clean(x, y, sample_weight)
         objective = self._objective
         attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
         x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
@@ -510,6 +547,24 @@ class AdversarialModel(keras.Model):
             scaled = self._loss_for_gradient(total)
         self._track(x, total, clean, adv)
         data_checks.assert_finite_loss(total)
+        return self._apply(tape, scaled, x, y, y_clean, y_adv, sample_weight)
+
+    def _train_step_reusing_clean(self, x, y, sample_weight):
+        """`train_step` for TRADES/VAT where `_reuses_clean_forward`: the clean training forward runs
+        first and, outside the tape's recording, gives the attack its (stopped) clean target."""
+        with tf.GradientTape() as tape:
+            y_clean = self(x, training=True)
+            with tape.stop_recording():
+                attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x, y_clean))
+                x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
+            y_adv = self(x_adv, training=True)
+            total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
+            scaled = self._loss_for_gradient(total)
+        self._track(x, total, clean, adv)
+        data_checks.assert_finite_loss(total)
+        return self._apply(tape, scaled, x, y, y_clean, y_adv, sample_weight)
+
+    def _apply(self, tape, scaled, x, y, y_clean, y_adv, sample_weight):
         weights = self.trainable_weights
         grads = tape.gradient(scaled, weights)
         self.optimizer.apply_gradients(zip(grads, weights))

@@ -164,3 +164,58 @@ def test_custom_objective_with_the_original_signature_still_works():
     hist = model.fit(x, rng.integers(0, 3, 8), batch_size=8, epochs=1, verbose=0)
     h = hist.history
     np.testing.assert_allclose(h["loss"][0], 0.5 * (h["clean_loss"][0] + h["adv_loss"][0]), rtol=1e-5)
+
+
+# ------------------------------------------------------------ clean-forward reuse (TRADES, VAT)
+def _trades_model(base, seed=0):
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(0.2, steps=3), objective="trades",
+                                adv_weight=4.0, seed=seed)
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _cnn(dropout=False):
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    h = keras.layers.Flatten()(h)
+    if dropout:
+        h = keras.layers.Dropout(0.5)(h)
+    return keras.Model(inputs, keras.layers.Dense(10)(h))
+
+
+def test_trades_takes_the_attack_target_from_the_training_forward_and_trains_the_same(monkeypatch):
+    """Where training and inference outputs are the same computation, TRADES skips its separate
+    clean pass: the same examples, losses and weights as the two-pass step (here over 3 steps)."""
+    (x, y), _ = ka.datasets.load_digits()
+    x, y = x[:96], y[:96]
+    runs = {}
+    for reuse in (True, False):
+        keras.utils.set_random_seed(0)
+        model = _trades_model(_cnn())
+        assert model._reuses_clean_forward(x) is True
+        if not reuse:
+            monkeypatch.setattr(ka.AdversarialModel, "_reuses_clean_forward", lambda self, x: False)
+        history = model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+        runs[reuse] = (history.history, [w.numpy() for w in model.base_model.weights])
+        monkeypatch.undo()
+    for key in ("loss", "clean_loss", "adv_loss"):
+        np.testing.assert_allclose(runs[True][0][key], runs[False][0][key], rtol=1e-5)
+    for a, b in zip(runs[True][1], runs[False][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_the_clean_forward_is_not_reused_where_training_changes_the_outputs():
+    x = np.zeros((2, 8, 8, 1), "float32")
+    assert _trades_model(_cnn(dropout=True))._reuses_clean_forward(x) is False  # dropout
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.net = _cnn()
+
+        def call(self, inputs, training=None):
+            return self.net(inputs, training=training)
+
+    assert _trades_model(Sub())._reuses_clean_forward(x) is False  # its call may use `training`
+    model = ka.AdversarialModel(_cnn(), attack=ka.attacks.PGD(0.2, steps=2), objective="madry")
+    assert model._reuses_clean_forward(x) is False  # no clean target to take
