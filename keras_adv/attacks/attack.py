@@ -522,23 +522,13 @@ class Attack:
         seed = _batches.base_seed(self.seed)
         step = self.batch_function(model, verbose=int(verbose not in (0, False)), strategy=strategy)
         bar = keras.utils.Progbar(steps, unit_name="batch") if verbose not in (0, False) else None
-        # One batch in flight: batch k+1 is dispatched before batch k's result is read back, so on
-        # an accelerator (where a dispatched call returns before its kernels finish) the device
-        # works while Python reads, yields and prepares the next batch. On a CPU it changes nothing.
-        pending = None
-        done = 0
-        for batch in _batches.iterate(data, y, batch_size=batch_size, shard=shard, check_float=False):
-            x_adv = step(batch.x, batch.y, None, _batches.batch_seed(seed, batch.index))
-            if pending is not None:
-                yield np.asarray(pending[0]), pending[1]
-                done += 1
-                if bar is not None:
-                    bar.update(done)
-            pending = (x_adv, batch.y)
-        if pending is not None:
-            yield np.asarray(pending[0]), pending[1]
+        dispatched = ((step(batch.x, batch.y, None, _batches.batch_seed(seed, batch.index)), batch.y)
+                      for batch in _batches.iterate(data, y, batch_size=batch_size, shard=shard,
+                                                    check_float=False))
+        for i, (x_adv, yb) in enumerate(_one_ahead(dispatched)):
+            yield np.asarray(x_adv), yb
             if bar is not None:
-                bar.update(done + 1)
+                bar.update(i + 1)
 
     def batch_function(self, model, *, verbose: int = 0, strategy=None):
         """`fn(x, y, epsilon, seed) -> x_adv` for one batch, compiled once per model.
@@ -638,6 +628,22 @@ class _AutoGraphFallback:
 
     def __getattr__(self, name):  # e.g. experimental_get_tracing_count
         return getattr(self._fn, name)
+
+
+def _one_ahead(items):
+    """Yields each item once the next one has been produced: one batch in flight.
+
+    Batch k+1 is dispatched before batch k is read back, so on an accelerator
+    (where a dispatched call returns before its kernels finish) the device works
+    while Python reads back, yields and prepares batches. On a CPU it changes nothing.
+    """
+    pending = held = False
+    for item in items:
+        if held:
+            yield pending
+        pending, held = item, True
+    if held:
+        yield pending
 
 
 def draw_seed(seed_generator) -> tf.Tensor:

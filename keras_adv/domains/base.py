@@ -239,12 +239,13 @@ class Box(Domain):
         return tf.cast(lo, x.dtype), tf.cast(hi, x.dtype)
 
     def validate(self, x):
-        lo_t, hi_t = self._limits(x) if not (tf.executing_eagerly() and self.is_scalar) else (None, None)
         msg_bounds = (
             f"`x` must lie inside {self._describe()}; rescale the inputs "
             "or pass the attack the bounds your data uses"
         )
         if tf.executing_eagerly():
+            if not self.is_scalar:
+                self._limits(x)  # the per-feature shape check
             xv = np.asarray(x)  # the array protocol: a read-only view of the tensor's buffer, no copy
             if self.is_scalar and xv.size and np.isfinite(self.lower) and np.isfinite(self.upper):
                 # Fast path (two passes): NaN makes min/max NaN and ±inf lies outside finite bounds,
@@ -272,6 +273,7 @@ class Box(Domain):
         # NaN fails both comparisons and ±inf lies outside finite bounds, so one
         # elementwise test covers finiteness and bounds (plus an explicit
         # finiteness test when a side of the box is unbounded).
+        lo_t, hi_t = self._limits(x)
         ok = (x >= lo_t) & (x <= hi_t)
         if not np.all(np.isfinite(self.lower)) or not np.all(np.isfinite(self.upper)):
             ok = ok & tf.math.is_finite(x)

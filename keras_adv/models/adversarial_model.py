@@ -519,27 +519,35 @@ class AdversarialModel(keras.Model):
             return False
         if self._perturbation is not None or isinstance(x, (dict, list, tuple)) or self._fuses():
             return False
+        def keras_container(layer):  # Functional/Sequential; a subclassed model's call may use `training`
+            return isinstance(layer, keras.Model) and type(layer).__module__.startswith("keras.")
+
         base = self.base_model
-        if not (isinstance(base, keras.Model) and type(base).__module__.startswith("keras.")):
-            return False  # a subclassed model: its call may use `training`
-        return all(isinstance(layer, _TRAINING_INVARIANT_LAYERS)
-                   or (isinstance(layer, keras.Model) and type(layer).__module__.startswith("keras."))
-                   for layer in _all_layers(base))
+        return keras_container(base) and all(
+            isinstance(layer, _TRAINING_INVARIANT_LAYERS) or keras_container(layer) for layer in _all_layers(base))
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
-        if self._reuses_clean_forward(x):
-            return self._train_step_reusing_clean(x, y, sample_weight)
         objective = self._objective
-        attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
-        x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
+        reuse = self._reuses_clean_forward(x)
+        if not reuse:
+            attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x))
+            x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
 
         y_clean_fixed = None
         if not objective.needs_clean_gradient:
             y_clean_fixed = self(x, training=False)
         with tf.GradientTape() as tape:
-            if y_clean_fixed is None:
+            if reuse:
+                # The clean training forward first; it gives the attack its (stopped) clean
+                # target, the attack running outside the tape's recording.
+                y_clean = self(x, training=True)
+                with tape.stop_recording():
+                    attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x, y_clean))
+                    x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
+                y_adv = self(x_adv, training=True)
+            elif y_clean_fixed is None:
                 y_clean, y_adv = self._training_forwards(x, x_adv)
             else:
                 y_clean, y_adv = y_clean_fixed, self._adversarial_forward(x, x_adv, training=True)
@@ -547,24 +555,6 @@ class AdversarialModel(keras.Model):
             scaled = self._loss_for_gradient(total)
         self._track(x, total, clean, adv)
         data_checks.assert_finite_loss(total)
-        return self._apply(tape, scaled, x, y, y_clean, y_adv, sample_weight)
-
-    def _train_step_reusing_clean(self, x, y, sample_weight):
-        """`train_step` for TRADES/VAT where `_reuses_clean_forward`: the clean training forward runs
-        first and, outside the tape's recording, gives the attack its (stopped) clean target."""
-        with tf.GradientTape() as tape:
-            y_clean = self(x, training=True)
-            with tape.stop_recording():
-                attack_loss = self._attack_loss(self.attack, self._objective_attack_loss(x, y_clean))
-                x_adv = self._craft(self.attack, x, y, self._epsilon, attack_loss)
-            y_adv = self(x_adv, training=True)
-            total, clean, adv = self._total_loss(x, y, y_clean, y_adv, sample_weight)
-            scaled = self._loss_for_gradient(total)
-        self._track(x, total, clean, adv)
-        data_checks.assert_finite_loss(total)
-        return self._apply(tape, scaled, x, y, y_clean, y_adv, sample_weight)
-
-    def _apply(self, tape, scaled, x, y, y_clean, y_adv, sample_weight):
         weights = self.trainable_weights
         grads = tape.gradient(scaled, weights)
         self.optimizer.apply_gradients(zip(grads, weights))
