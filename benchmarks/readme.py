@@ -188,7 +188,8 @@ def gpu() -> str:
                      f"IBM ART, the attack in a `tf.function(jit_compile=True)` {xla['vs_floor']:.2f}× the graph loop "
                      f"({xla['vs_art']:.0f}× ART)")
         compile_s.append(f"{_row(m, 'plain tf.function loop, XLA')['first_call_s']:.0f} s")
-    return (f"On a GPU ({', '.join(g['device']['gpus'])}, `benchmarks/gpu.py`, one run), PGD-10 throughput: "
+    code = f", on the code of {g['code']}" if g.get("code") else ""
+    return (f"On a GPU ({', '.join(g['device']['gpus'])}, `benchmarks/gpu.py`, one run{code}), PGD-10 throughput: "
             f"{'; '.join(parts)}; XLA's first call (its compilation) took {' and '.join(compile_s)}. ")
 
 
