@@ -2,9 +2,10 @@
 
 from keras_adv.datasets.catalog import DatasetInfo, DatasetUnavailableError, available, feature_space, info, load
 from keras_adv.datasets.digits import load_digits
+from keras_adv.datasets.pipeline import batches
 from keras_adv.datasets.text import TEXT_DATASETS, SyntheticText, load_text, synthetic_text, with_unlabeled
 
-__all__ = ["DatasetInfo", "DatasetUnavailableError", "available", "feature_space", "info", "load", "load_digits",
+__all__ = ["batches", "DatasetInfo", "DatasetUnavailableError", "available", "feature_space", "info", "load", "load_digits",
            "tabular", "TEXT_DATASETS", "SyntheticText", "load_text", "synthetic_text", "with_unlabeled"]
 
 

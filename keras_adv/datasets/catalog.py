@@ -165,9 +165,9 @@ def _from_arrays(x, y, *, batch_size, shuffle, limit, seed):
         x, y = x[:limit], y[:limit]
     if batch_size is None:
         return x, y
-    import tensorflow as tf
+    from keras_adv.datasets.pipeline import batches
 
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return batches(x, y, batch_size, shuffle=False)  # already shuffled once above, as documented
 
 
 def _load_tabular(name, split, *, batch_size, shuffle, limit, seed):
