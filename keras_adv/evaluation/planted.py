@@ -165,12 +165,38 @@ def noisy(base: keras.Model, stddev: float = 0.05) -> keras.Model:
     return _wrap(base, pre=GaussianNoiseAlways(stddev), name="noisy")
 
 
+@keras.saving.register_keras_serializable(package="keras_adv")
+class SaturatedSoftmax(keras.layers.Softmax):
+    """`softmax(T·z)` whose saturation is exact: `softmax(clip(T·(z − max z), −floor, 0))`.
+
+    A float softmax of large logits saturates to a one-hot vector, but whether its gradient is then
+    *exactly* zero depends on the CPU's kernels: on an AMD EPYC (AVX2) TF's softmax returned
+    0.99999994 for the top class, leaving gradients of ~1e-4 where an Intel machine gave zeros. Here
+    the scaled logits more than `floor` below the top one are clipped (zero gradient) and the top
+    one's gradient through `z − max z` cancels exactly, so every input whose logit gaps exceed
+    `floor / temperature` gets an exactly zero gradient on any CPU.
+    """
+
+    def __init__(self, temperature: float = 1000.0, floor: float = 30.0, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+        self.floor = float(floor)
+
+    def call(self, inputs, mask=None):
+        z = self.temperature * tf.convert_to_tensor(inputs)
+        return tf.nn.softmax(tf.clip_by_value(z - tf.reduce_max(z, axis=-1, keepdims=True), -self.floor, 0.0))
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature, "floor": self.floor}
+
+
 def double_softmax(base: keras.Model, temperature: float = 1000.0) -> keras.Model:
-    """`softmax(softmax(T·logits))`: the inner softmax saturates, so the loss gradient is exactly zero."""
+    """`softmax(softmax(T·logits))` with a saturated inner softmax (`SaturatedSoftmax`): the loss
+    gradient is exactly zero wherever the top logit leads the others by more than 30/T. Peeling
+    the inner layer off leaves `softmax(logits)`."""
 
     def post(z):
-        p = keras.layers.Softmax()(keras.layers.Rescaling(temperature)(z))
-        return keras.layers.Softmax()(p)
+        return keras.layers.Softmax()(SaturatedSoftmax(temperature)(z))
 
     return _wrap(base, post=post, name="double_softmax")
 

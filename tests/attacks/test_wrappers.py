@@ -80,7 +80,7 @@ def test_bpda_replace_forward_exposes_the_logits():
     x, _ = _data()
     names = [l.name for l in model.layers if isinstance(l, keras.layers.Softmax)]
     surrogate = substitute_layers(model, {n: None for n in names}, replace_forward=names)
-    np.testing.assert_allclose(surrogate(x).numpy(), 1000.0 * base(x).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(surrogate(x).numpy(), base(x).numpy(), rtol=1e-5)  # T·z lives in the saturated layer
 
 
 def test_bpda_bad_arguments():

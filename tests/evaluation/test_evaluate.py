@@ -112,7 +112,11 @@ def test_inputs_numpy_tuple_tfdata_and_keras_file_agree(trained, digits, tmp_pat
     onehot = keras.utils.to_categorical(y, 10)
     for model, data, yy in [(trained, (x, y), None), (trained, ds, None), (path, x, y), (trained, x, onehot)]:
         got = keras_adv.evaluate_robustness(model, data, yy, **kw).to_dict()
-        assert got["attacks"]["fgsm"]["results"] == ref["attacks"]["fgsm"]["results"]
+        # Counts exactly; float means to float32 rounding (batches of 20 and of 64 may run different
+        # CPU kernels: on an AMD EPYC the margin differed in the 9th digit).
+        for a, b in zip(got["attacks"]["fgsm"]["results"], ref["attacks"]["fgsm"]["results"], strict=True):
+            assert a == pytest.approx(b, rel=1e-6, abs=1e-7)
+            assert (a["robust_accuracy"], a["attack_success_rate"]) == (b["robust_accuracy"], b["attack_success_rate"])
         assert got["clean_accuracy"] == ref["clean_accuracy"]
 
 
