@@ -5,8 +5,12 @@ more training time than PGD-7 adversarial training (`madry_pgd7` of recipes.py: 
 small_cnn width 96, 30 epochs, batch 64, Adam 2e-3 cosine) takes on the same model.
 
 All models train in one process with their epochs interleaved (reference, candidate 1, candidate 2,
-..., then again), each epoch a `fit(epochs=1)` call timed alone, so the time ratios see the same
-machine load; a recipe's time is the sum of its epoch times, its ratio that sum over the reference's.
+..., then again), each epoch a `fit(epochs=1)` call whose epoch (first to last batch) is timed alone, so
+the time ratios see the same machine load; a recipe's time is the sum of its epoch times, its ratio that
+sum over the reference's. The pipeline runs with tf.data autotuning off (it has nothing to tune): with it
+on, TF 2.21 ends each iterator by waiting for the autotuning thread's next wake-up (its period doubles
+from 10 ms, so a `fit(epochs=1)` of 6-7 s ended at 10.23 s), which made per-call times step-shaped and
+charged recipes with more, shorter epochs more (measured 2026-12-05, see docs/training.md).
 Every model is then judged on the 450 test digits by PGD-50×3 and by AutoAttack (standard: APGD-CE,
 APGD-T, FAB-T, Square), robust = correct on the clean *and* the attacked input.
 
@@ -32,6 +36,8 @@ import tensorflow as tf  # noqa: E402
 import keras_adv as ka  # noqa: E402
 from keras_adv.models.presets import small_cnn  # noqa: E402
 
+from fit_overhead import fit_epoch  # noqa: E402
+
 EPS = 0.2
 BATCH = 64
 
@@ -52,6 +58,15 @@ RECIPES = {
                        dict(attack=_pgd(5), objective="trades", adv_weight=6.0, epochs=30, lr=2e-3)),
     "trades_pgd7_22ep": ("`trades` β=4, PGD-7, 22 epochs, one-cycle lr (peak 3e-3)",
                          dict(attack=_pgd(7), objective="trades", adv_weight=4.0, epochs=22, lr=3e-3, warmup=0.3)),
+    # Fewer attack steps buy more epochs. Measured per epoch (stall-free timing, 2026-12-05) against a
+    # madry PGD-7 epoch: trades PGD-3 0.63, trades PGD-2 0.51, madry PGD-2 0.42, so these epoch counts
+    # fill ~0.95 of the reference's time.
+    "trades_pgd3_46ep": ("`trades` β=4, PGD-3 (step 2.5ε/3), 46 epochs, one-cycle lr (peak 3e-3)",
+                         dict(attack=_pgd(3), objective="trades", adv_weight=4.0, epochs=46, lr=3e-3, warmup=0.3)),
+    "trades_pgd2_56ep": ("`trades` β=4, PGD-2 (step 1.25ε), 56 epochs, one-cycle lr (peak 3e-3)",
+                         dict(attack=_pgd(2), objective="trades", adv_weight=4.0, epochs=56, lr=3e-3, warmup=0.3)),
+    "madry_pgd2_68ep": ("`madry`, PGD-2 (step 1.25ε), 68 epochs, one-cycle lr (peak 3e-3)",
+                        dict(attack=_pgd(2), objective="madry", epochs=68, lr=3e-3, warmup=0.3)),
 }
 
 
@@ -96,15 +111,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = ["madry_pgd7"] + [n for n in (args.only or RECIPES) if n != "madry_pgd7"]
     (x, y), (xt, yt) = ka.datasets.load_digits()
+    options = tf.data.Options()
+    options.autotune.enabled = False
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(BATCH).prefetch(2)
+    data = data.with_options(options)
     models = {n: build(n, RECIPES[n][1], len(x)) for n in names}
     times = {n: [] for n in names}
     for epoch in range(max(RECIPES[n][1]["epochs"] for n in names)):
         for n in names:
             if epoch < RECIPES[n][1]["epochs"]:
-                t0 = time.perf_counter()
-                models[n][1].fit(data, epochs=1, verbose=0)
-                times[n].append(time.perf_counter() - t0)
+                times[n].append(fit_epoch(models[n][1], data))
         print(f"epoch {epoch + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names if len(times[n]) > epoch),
               flush=True)
     ref = sum(times["madry_pgd7"])
