@@ -111,10 +111,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = ["madry_pgd7"] + [n for n in (args.only or RECIPES) if n != "madry_pgd7"]
     (x, y), (xt, yt) = ka.datasets.load_digits()
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(BATCH).prefetch(2)
-    data = data.with_options(options)
+    data = ka.datasets.batches(x, y, BATCH, seed=0)  # reshuffled per epoch, tf.data autotuning off
     models = {n: build(n, RECIPES[n][1], len(x)) for n in names}
     times = {n: [] for n in names}
     for epoch in range(max(RECIPES[n][1]["epochs"] for n in names)):

@@ -35,8 +35,11 @@ def batches(x, y=None, batch_size: int = 64, *, shuffle: bool = True, seed: int 
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise ValueError(f"seed must be an integer or None, got {seed!r}.")
-    lengths = {len(np.asarray(a)) if not tf.is_tensor(a) else int(a.shape[0]) for a in tf.nest.flatten(x)}
-    n_y = None if y is None else {int(np.shape(a)[0]) for a in tf.nest.flatten(y)}
+    def examples(arrays):
+        return {int(np.shape(a)[0]) for a in tf.nest.flatten(arrays)}
+
+    lengths = examples(x)
+    n_y = None if y is None else examples(y)
     if len(lengths) != 1 or (n_y is not None and n_y != lengths):
         raise ValueError(f"x and y must have the same number of examples along their first axis, got x: "
                          f"{sorted(lengths)}, y: {sorted(n_y) if n_y is not None else None}.")
