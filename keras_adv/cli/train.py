@@ -177,8 +177,11 @@ def run(args) -> int:
         f"  objective {args.objective}, adv_weight {args.adv_weight:g}, training attack {attack_label(attack)}, "
         f"{args.epochs} epochs, Adam lr {args.learning_rate:g} ({args.lr_schedule})")
     start = time.time()
-    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=(x_test, y_test) if args.validate else None,
+    # A tf.data pipeline reshuffled each epoch, with autotuning off: with it on, TF 2.21 ends every epoch by
+    # waiting for the autotuning thread's next wake-up (docs/training.md, "The end of each epoch").
+    train_data = ka.datasets.batches(x_train, y_train, args.batch_size, seed=args.seed)
+    val_data = ka.datasets.batches(x_test, y_test, args.batch_size, shuffle=False) if args.validate else None
+    history = model.fit(train_data, epochs=args.epochs, shuffle=False, validation_data=val_data,
                         verbose=fit_verbosity(args.verbose))
     train_time = time.time() - start
 
