@@ -7,7 +7,7 @@ machine's load when it started (times taken on a shared machine are not those
 of an idle one: `cpu_seconds / cores` is the floor an idle machine of that many
 cores approaches).
 
-    PYTHONPATH=. python benchmarks/first_command.py            # the defaults (~3 min on 2 idle cores)
+    PYTHONPATH=. python benchmarks/first_command.py            # the defaults (a few minutes on 2 idle cores)
     PYTHONPATH=. python benchmarks/first_command.py -- --epochs 2 --judges pgd    # extra train options
 
 Writes benchmarks/results/first_command.json; `python benchmarks/readme.py`

@@ -16,7 +16,7 @@ DEFAULT_OUTPUT = "keras-adv-run"
 _MAIN_EPILOG = """\
 examples:
   keras-adv train                          adversarially train a CNN on the offline digits (TRADES, PGD-7,
-                                           eps=0.2) and judge it with PGD-50x3 and AutoAttack; about 2.5 minutes
+                                           eps=0.2) and judge it with PGD-50x3 and AutoAttack; a few minutes
                                            on 2 CPU cores; writes keras-adv-run/model.keras, report.json, PNGs
   keras-adv evaluate keras-adv-run/model.keras --attacks fgsm,pgd --epsilons 0,0.05,0.1,0.2,0.3
   keras-adv export keras-adv-run/model.keras keras-adv-run/serving/1
@@ -34,10 +34,10 @@ examples:
                   --objective madry --adv-weight 1 --epochs 15          # FGSM-RS ("fast" adversarial training)
   keras-adv train --dataset mnist --model small_resnet --epsilon 0.3 --epochs 10   # downloads MNIST once
 
-cost: the default run takes about 2.5 minutes on 2 idle CPU cores (digits): ~1.5 min of
-training (80 epochs of TRADES with PGD-7 on a width-64 CNN: each batch costs ~9
-forward/backward passes) and ~45 s of judging (PGD-50 x 3 restarts and AutoAttack on the
-first 200 test digits).
+cost: the default run takes a few minutes on 2 idle CPU cores (digits; measured 2.3 and 5.5
+minutes on two different CPUs): about two thirds training (80 epochs of TRADES with PGD-7
+on a width-64 CNN: each batch costs ~9 forward/backward passes) and one third judging
+(PGD-50 x 3 restarts and AutoAttack on the first 200 test digits).
 --judges pgd, a smaller --judge-limit or fewer --epochs make it faster; --judge-limit 0
 judges all 450 (AutoAttack's time grows with the number of points still robust).
 
