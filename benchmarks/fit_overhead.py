@@ -88,7 +88,7 @@ class EpochTimer(keras.callbacks.Callback):
 def fit_epoch(model, dataset):
     """One `fit` epoch's own time (fit's per-call set-up excluded, as a plain loop has none)."""
     times = []
-    model.fit(dataset, epochs=1, verbose=0, callbacks=[EpochTimer(times)])
+    model.fit(dataset, epochs=1, verbose=0, shuffle=False, callbacks=[EpochTimer(times)])
     return times[0]
 
 
