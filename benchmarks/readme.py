@@ -64,7 +64,9 @@ def recipes() -> str:
     lines = [
         "Split: scikit-learn digits, 1,347 train / all 450 test digits. Model: `small_cnn` (width per row). "
         "Judge: PGD-50 × 3 restarts at ε = 0.2 L∞ on the 450 test digits, never the training attack. "
-        "Source: `benchmarks/results/recipes.json` (`benchmarks/recipes.py`, one run, seed 0).",
+        "Source: `benchmarks/results/recipes.json` (`benchmarks/recipes.py`, one run, seed 0, 2026-11-22 on the "
+        "earlier 2-core Intel machine, each recipe timed once, minutes apart; not re-run on today's AMD EPYC. "
+        "Interleaved timing within one run: `benchmarks/results/recipes_budget.md`).",
         "",
         "| recipe | clean | robust (PGD-50×3) | train time vs PGD-7 |",
         "|---|---|---|---|",

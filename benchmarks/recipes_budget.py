@@ -96,7 +96,7 @@ RECIPES = {
 }
 
 
-def build(name, spec, n_train):
+def build(spec, n_train):
     seed = spec.get("seed", 0)
     keras.utils.set_random_seed(seed)
     base = small_cnn((8, 8, 1), 10, width=spec.get("width", 96))
@@ -151,7 +151,7 @@ def main(argv=None):
     names = ["madry_pgd7"] + [n for n in (args.only or RECIPES) if n != "madry_pgd7"]
     (x, y), (xt, yt) = ka.datasets.load_digits()
     data = ka.datasets.batches(x, y, BATCH, seed=0)  # reshuffled per epoch, tf.data autotuning off
-    models = {n: build(n, RECIPES[n][1], len(x)) for n in names}
+    models = {n: build(RECIPES[n][1], len(x)) for n in names}
     times = {n: [] for n in names}
     for epoch in range(max(RECIPES[n][1]["epochs"] for n in names)):
         for n in names:

@@ -35,6 +35,7 @@ def batches(x, y=None, batch_size: int = 64, *, shuffle: bool = True, seed: int 
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise ValueError(f"seed must be an integer or None, got {seed!r}.")
+
     def examples(arrays):
         return {int(np.shape(a)[0]) for a in tf.nest.flatten(arrays)}
 
