@@ -11,6 +11,12 @@ sum over the reference's. The pipeline runs with tf.data autotuning off (it has 
 on, TF 2.21 ends each iterator by waiting for the autotuning thread's next wake-up (its period doubles
 from 10 ms, so a `fit(epochs=1)` of 6-7 s ended at 10.23 s), which made per-call times step-shaped and
 charged recipes with more, shorter epochs more (measured 2026-12-05, see docs/training.md).
+Each recipe has its own input pipeline (seed 0, reshuffled per epoch), so its batch orders do not depend on
+which recipes run beside it (rounds 1 and 2 shared one pipeline among four models, each model seeing every
+fourth order: their reference, clean 0.984 / PGD-50×3 0.704, differs from round 3's, 0.987 / 0.709, for that
+reason alone). With `ema`, the optimizer keeps Keras's moving average of the weights (`use_ema`), which
+`fit` writes into the model when it returns; `KeepLiveWeights` puts the live weights back between the
+one-epoch `fit` calls, so only the last epoch's write stays.
 Every model is then judged on the 450 test digits by PGD-50×3 and by AutoAttack (standard: APGD-CE,
 APGD-T, FAB-T, Square), robust = correct on the clean *and* the attacked input.
 
@@ -89,6 +95,24 @@ RECIPES = {
     "trades_pgd3_b6_46ep_seed1": ("`trades_pgd3_b6_46ep` with seed 1",
                                   dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=46, lr=3e-3,
                                        warmup=0.3, seed=1)),
+    # Weight averaging: Keras's own `use_ema` (an exponential moving average of the weights, updated in every
+    # optimizer step and written into the model when `fit` ends).
+    "trades_pgd3_b6_46ep_ema99": ("`trades_pgd3_b6_46ep`, Adam `use_ema=True`, `ema_momentum=0.99` (weights averaged "
+                                  "over ~100 steps)",
+                                  dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=46, lr=3e-3,
+                                       warmup=0.3, ema=0.99)),
+    "trades_pgd3_b6_46ep_ema995": ("`trades_pgd3_b6_46ep`, Adam `use_ema=True`, `ema_momentum=0.995` (~200 steps)",
+                                   dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=46, lr=3e-3,
+                                        warmup=0.3, ema=0.995)),
+    # Smaller batches: on this CPU an epoch at batch 32 costs about what one at batch 64 does (measured
+    # 2026-12-05, TRADES PGD-3: 4.5-4.8 s against 4.4 s; batch 128 4.3 s), so batch 32 buys twice the
+    # updates; 42 epochs keep the recipe inside the budget (44 measured ~1.0×).
+    "trades_pgd3_b6_42ep_bs32": ("`trades` β=6, PGD-3, batch 32, 42 epochs, one-cycle lr (peak 3e-3)",
+                                 dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=3e-3,
+                                      warmup=0.3, batch=32)),
+    "trades_pgd3_b6_42ep_bs32_lr2": ("`trades` β=6, PGD-3, batch 32, 42 epochs, one-cycle lr (peak 2e-3)",
+                                     dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=2e-3,
+                                          warmup=0.3, batch=32)),
     "trades_pgd2_56ep": ("`trades` β=4, PGD-2 (step 1.25ε), 56 epochs, one-cycle lr (peak 3e-3)",
                          dict(attack=_pgd(2), objective="trades", adv_weight=4.0, epochs=56, lr=3e-3, warmup=0.3)),
     "madry_pgd2_68ep": ("`madry`, PGD-2 (step 1.25ε), 68 epochs, one-cycle lr (peak 3e-3)",
@@ -102,14 +126,18 @@ def build(spec, n_train):
     base = small_cnn((8, 8, 1), 10, width=spec.get("width", 96))
     model = ka.AdversarialModel(base, attack=spec["attack"](), objective=spec["objective"],
                                 adv_weight=spec.get("adv_weight", 1.0), seed=seed)
-    steps = int(np.ceil(n_train / BATCH)) * spec["epochs"]
+    steps = int(np.ceil(n_train / spec.get("batch", BATCH))) * spec["epochs"]
     if spec.get("warmup"):
         warm = int(spec["warmup"] * steps)
         lr = keras.optimizers.schedules.CosineDecay(spec["lr"] / 20, steps - warm, warmup_target=spec["lr"],
                                                     warmup_steps=warm)
     else:
         lr = keras.optimizers.schedules.CosineDecay(spec["lr"], steps)
-    compile_model(model, keras.optimizers.Adam(lr))
+    if spec.get("ema"):
+        optimizer = keras.optimizers.Adam(lr, use_ema=True, ema_momentum=spec["ema"])
+    else:
+        optimizer = keras.optimizers.Adam(lr)
+    compile_model(model, optimizer)
     return base, model
 
 
@@ -122,6 +150,22 @@ def switch_attack(model, spec, epoch):
     if spec.get("switch") and spec["switch"][0] == epoch:
         model.attack = spec["switch"][1]()
         compile_model(model, model.optimizer)  # a new training step; the optimizer's state carries on
+
+
+class KeepLiveWeights(keras.callbacks.Callback):
+    """Undoes the weight averaging's write at the end of a `fit(epochs=1)` that is not training's last epoch.
+
+    With `use_ema`, `fit` writes the averaged weights into the model when it returns. Training here is one
+    `fit` per epoch (to interleave the recipes), so between epochs the live weights are put back, and the
+    model trains on exactly as one `fit(epochs=46)` would; only the last epoch's write stays.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.live = [v.numpy() for v in self.model.trainable_weights]
+
+    def restore(self):
+        for v, value in zip(self.model.trainable_weights, self.live):
+            v.assign(value)
 
 
 def judge(base, xt, yt, autoattack):
@@ -150,14 +194,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     names = ["madry_pgd7"] + [n for n in (args.only or RECIPES) if n != "madry_pgd7"]
     (x, y), (xt, yt) = ka.datasets.load_digits()
-    data = ka.datasets.batches(x, y, BATCH, seed=0)  # reshuffled per epoch, tf.data autotuning off
     models = {n: build(RECIPES[n][1], len(x)) for n in names}
+    # reshuffled per epoch (the same orders for all recipes of one batch size), tf.data autotuning off
+    pipelines = {n: ka.datasets.batches(x, y, RECIPES[n][1].get("batch", BATCH), seed=0) for n in names}
     times = {n: [] for n in names}
     for epoch in range(max(RECIPES[n][1]["epochs"] for n in names)):
         for n in names:
-            if epoch < RECIPES[n][1]["epochs"]:
-                switch_attack(models[n][1], RECIPES[n][1], epoch)
-                times[n].append(fit_epoch(models[n][1], data))
+            spec = RECIPES[n][1]
+            if epoch < spec["epochs"]:
+                switch_attack(models[n][1], spec, epoch)
+                keep = [KeepLiveWeights()] if spec.get("ema") else []
+                times[n].append(fit_epoch(models[n][1], pipelines[n], callbacks=keep))
+                if keep and epoch < spec["epochs"] - 1:
+                    keep[0].restore()
         print(f"epoch {epoch + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f}s" for n in names if len(times[n]) > epoch),
               flush=True)
     ref = sum(times["madry_pgd7"])
@@ -177,7 +226,7 @@ def main(argv=None):
             r.update(judge(models[r["recipe"]][0], xt, yt, autoattack=True))
             print(json.dumps(r), flush=True)
     lines = [
-        f"# Best recipe within the PGD-7 budget (digits, ε = {EPS} L∞, small_cnn width 96, batch {BATCH})",
+        f"# Best recipe within the PGD-7 budget (digits, ε = {EPS} L∞, small_cnn width 96, batch {BATCH} unless noted)",
         "",
         f"machine: {platform.machine()}, {os.cpu_count()} cores (shared), TF {tf.__version__}, Keras "
         f"{keras.__version__}. Epochs of all recipes interleaved in one process; time = sum of a recipe's "

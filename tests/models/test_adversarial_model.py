@@ -266,3 +266,26 @@ def test_steps_per_execution_trains_the_same_as_one_step_per_call():
     assert set(h1) == set(h4)
     for key in h1:
         np.testing.assert_allclose(h1[key], h4[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_weight_averaging_with_keras_use_ema():
+    """An optimizer with `use_ema=True` averages the weights the adversarial steps produce, and `fit` ends
+    with the base model holding that average: avg_1 = w_1, avg_k = m·avg_(k-1) + (1-m)·w_k."""
+    x = RNG.uniform(0.2, 0.8, size=(24, D)).astype("float32")
+    y = RNG.integers(0, K, size=24)
+    base = linear_model(np.random.default_rng(2).normal(size=(D, K)), np.zeros(K), (D,))
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), objective="trades",
+                                adv_weight=2.0, seed=1)
+    model.compile(keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.6),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    live = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: live.append([w.numpy() for w in base.trainable_weights]))
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[record])
+    assert len(live) == 6
+    average = live[0]
+    for step in live[1:]:
+        average = [0.6 * a + 0.4 * w for a, w in zip(average, step)]
+    assert not np.allclose(average[0], live[-1][0], atol=1e-3)  # the average is not the last step's weights
+    for got, expected in zip(base.trainable_weights, average):
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
