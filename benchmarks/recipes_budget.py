@@ -11,7 +11,7 @@ sum over the reference's. The pipeline runs with tf.data autotuning off (it has 
 on, TF 2.21 ends each iterator by waiting for the autotuning thread's next wake-up (its period doubles
 from 10 ms, so a `fit(epochs=1)` of 6-7 s ended at 10.23 s), which made per-call times step-shaped and
 charged recipes with more, shorter epochs more (measured 2026-12-05, see docs/training.md).
-Each recipe has its own input pipeline (seed 0, reshuffled per epoch), so its batch orders do not depend on
+Each recipe has its own input pipeline (reshuffled per epoch from `--data-seed`), so its batch orders do not depend on
 which recipes run beside it (rounds 1 and 2 shared one pipeline among four models, each model seeing every
 fourth order: their reference, clean 0.984 / PGD-50×3 0.704, differs from round 3's, 0.987 / 0.709, for that
 reason alone). With `ema`, the optimizer keeps Keras's moving average of the weights (`use_ema`), which
@@ -22,11 +22,18 @@ APGD-T, FAB-T, Square), robust = correct on the clean *and* the attacked input.
 
     PYTHONPATH=. python benchmarks/recipes_budget.py [--only trades_pgd3_46ep ...] [--autoattack-on all|candidates|best|none]
 
-Writes benchmarks/results/recipes_budget.{md,json} (`--out` changes it). The committed results are two runs:
+Writes benchmarks/results/recipes_budget.{md,json} (`--out` changes it). The committed results are five runs:
 `recipes_budget.md` (`--only trades_pgd3_46ep trades_pgd3_b6_46ep trades_pgd3_e24_46ep --autoattack-on all`) and
 `recipes_budget_round2.md` (`--only trades_b6_pgd2to4_46ep trades_pgd3_b8_46ep trades_pgd3_b6_46ep_seed1
 --autoattack-on candidates --out benchmarks/results/recipes_budget_round2`; the reference's AutoAttack figure, 0.687,
-is in the first: its training is deterministic, and both runs' reference has clean 0.984 and PGD-50×3 0.704).
+is in the first: its training is deterministic, and both runs' reference has clean 0.984 and PGD-50×3 0.704), then,
+with one pipeline per recipe, `recipes_budget_round3.md` (`--only trades_pgd3_b6_42ep_bs32
+trades_pgd3_b6_42ep_bs32_lr2 trades_pgd3_b6_46ep_ema995 --autoattack-on candidates --out
+benchmarks/results/recipes_budget_round3`) and `recipes_budget_round4.md` (`--only trades_pgd3_b6_42ep_bs32_seed1
+trades_pgd3_b6_42ep_bs32_lr2_seed1 --autoattack-on candidates --data-seed 1 --out
+benchmarks/results/recipes_budget_round4`: that run predates `--data-seed`, and its shuffles took the global seed
+of the last recipe built, 1), and `recipes_budget_round5.md` (`--only trades_pgd3_b6_42ep_bs32_lr2_seed2
+--autoattack-on candidates --data-seed 2 --out benchmarks/results/recipes_budget_round5`).
 """
 
 from __future__ import annotations
@@ -113,6 +120,15 @@ RECIPES = {
     "trades_pgd3_b6_42ep_bs32_lr2": ("`trades` β=6, PGD-3, batch 32, 42 epochs, one-cycle lr (peak 2e-3)",
                                      dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=2e-3,
                                           warmup=0.3, batch=32)),
+    "trades_pgd3_b6_42ep_bs32_seed1": ("`trades_pgd3_b6_42ep_bs32` with seed 1",
+                                       dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=3e-3,
+                                            warmup=0.3, batch=32, seed=1)),
+    "trades_pgd3_b6_42ep_bs32_lr2_seed1": ("`trades_pgd3_b6_42ep_bs32_lr2` with seed 1",
+                                           dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42,
+                                                lr=2e-3, warmup=0.3, batch=32, seed=1)),
+    "trades_pgd3_b6_42ep_bs32_lr2_seed2": ("`trades_pgd3_b6_42ep_bs32_lr2` with seed 2",
+                                           dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42,
+                                                lr=2e-3, warmup=0.3, batch=32, seed=2)),
     "trades_pgd2_56ep": ("`trades` β=4, PGD-2 (step 1.25ε), 56 epochs, one-cycle lr (peak 3e-3)",
                          dict(attack=_pgd(2), objective="trades", adv_weight=4.0, epochs=56, lr=3e-3, warmup=0.3)),
     "madry_pgd2_68ep": ("`madry`, PGD-2 (step 1.25ε), 68 epochs, one-cycle lr (peak 3e-3)",
@@ -189,13 +205,17 @@ def main(argv=None):
     parser.add_argument("--autoattack-on", default="best", choices=["all", "candidates", "best", "none"],
                         help="which models AutoAttack judges: all, all but the reference, the best by PGD-50x3 "
                              "within the budget (and the reference), or none")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="global seed the input pipelines' shuffles derive from (default: 0)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                       "recipes_budget"))
     args = parser.parse_args(argv)
     names = ["madry_pgd7"] + [n for n in (args.only or RECIPES) if n != "madry_pgd7"]
     (x, y), (xt, yt) = ka.datasets.load_digits()
     models = {n: build(RECIPES[n][1], len(x)) for n in names}
-    # reshuffled per epoch (the same orders for all recipes of one batch size), tf.data autotuning off
+    # Reshuffled per epoch (the same orders for all recipes of one batch size), tf.data autotuning off. The
+    # shuffle's seed pairs with the global seed, set here (and not left at the last-built recipe's seed).
+    keras.utils.set_random_seed(args.data_seed)
     pipelines = {n: ka.datasets.batches(x, y, RECIPES[n][1].get("batch", BATCH), seed=0) for n in names}
     times = {n: [] for n in names}
     for epoch in range(max(RECIPES[n][1]["epochs"] for n in names)):
@@ -231,7 +251,8 @@ def main(argv=None):
         f"machine: {platform.machine()}, {os.cpu_count()} cores (shared), TF {tf.__version__}, Keras "
         f"{keras.__version__}. Epochs of all recipes interleaved in one process; time = sum of a recipe's "
         "epoch times, ratio vs `madry_pgd7` (PGD-7 adversarial training, the classic budget). Robust = correct "
-        "on clean and attacked input, 450 test digits.",
+        "on clean and attacked input, 450 test digits. Input pipelines: one per recipe, data seed "
+        f"{args.data_seed}.",
         "",
         "| recipe | what | epochs | train time (s) | time vs PGD-7 | clean | robust PGD-50×3 | robust AutoAttack |",
         "|---|---|---|---|---|---|---|---|",
