@@ -98,42 +98,37 @@ RECIPES = {
     "trades_pgd3_b8_46ep": ("`trades` β=8, PGD-3 (step 2.5ε/3), 46 epochs, one-cycle lr (peak 3e-3)",
                             dict(attack=_pgd(3), objective="trades", adv_weight=8.0, epochs=46, lr=3e-3,
                                  warmup=0.3)),
-    # The same recipe from another seed (initial weights, attack starts; the batch order is shared by all).
-    "trades_pgd3_b6_46ep_seed1": ("`trades_pgd3_b6_46ep` with seed 1",
-                                  dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=46, lr=3e-3,
-                                       warmup=0.3, seed=1)),
-    # Weight averaging: Keras's own `use_ema` (an exponential moving average of the weights, updated in every
-    # optimizer step and written into the model when `fit` ends).
-    "trades_pgd3_b6_46ep_ema99": ("`trades_pgd3_b6_46ep`, Adam `use_ema=True`, `ema_momentum=0.99` (weights averaged "
-                                  "over ~100 steps)",
-                                  dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=46, lr=3e-3,
-                                       warmup=0.3, ema=0.99)),
-    "trades_pgd3_b6_46ep_ema995": ("`trades_pgd3_b6_46ep`, Adam `use_ema=True`, `ema_momentum=0.995` (~200 steps)",
-                                   dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=46, lr=3e-3,
-                                        warmup=0.3, ema=0.995)),
     # Smaller batches: on this CPU an epoch at batch 32 costs about what one at batch 64 does (measured
     # 2026-12-05, TRADES PGD-3: 4.5-4.8 s against 4.4 s; batch 128 4.3 s), so batch 32 buys twice the
     # updates; 42 epochs keep the recipe inside the budget (44 measured ~1.0×).
     "trades_pgd3_b6_42ep_bs32": ("`trades` β=6, PGD-3, batch 32, 42 epochs, one-cycle lr (peak 3e-3)",
                                  dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=3e-3,
                                       warmup=0.3, batch=32)),
-    "trades_pgd3_b6_42ep_bs32_lr2": ("`trades` β=6, PGD-3, batch 32, 42 epochs, one-cycle lr (peak 2e-3)",
-                                     dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=2e-3,
-                                          warmup=0.3, batch=32)),
-    "trades_pgd3_b6_42ep_bs32_seed1": ("`trades_pgd3_b6_42ep_bs32` with seed 1",
-                                       dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42, lr=3e-3,
-                                            warmup=0.3, batch=32, seed=1)),
-    "trades_pgd3_b6_42ep_bs32_lr2_seed1": ("`trades_pgd3_b6_42ep_bs32_lr2` with seed 1",
-                                           dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42,
-                                                lr=2e-3, warmup=0.3, batch=32, seed=1)),
-    "trades_pgd3_b6_42ep_bs32_lr2_seed2": ("`trades_pgd3_b6_42ep_bs32_lr2` with seed 2",
-                                           dict(attack=_pgd(3), objective="trades", adv_weight=6.0, epochs=42,
-                                                lr=2e-3, warmup=0.3, batch=32, seed=2)),
     "trades_pgd2_56ep": ("`trades` β=4, PGD-2 (step 1.25ε), 56 epochs, one-cycle lr (peak 3e-3)",
                          dict(attack=_pgd(2), objective="trades", adv_weight=4.0, epochs=56, lr=3e-3, warmup=0.3)),
     "madry_pgd2_68ep": ("`madry`, PGD-2 (step 1.25ε), 68 epochs, one-cycle lr (peak 3e-3)",
                         dict(attack=_pgd(2), objective="madry", epochs=68, lr=3e-3, warmup=0.3)),
 }
+
+
+def _variant(base, description, **changes):
+    """A recipe that is `base`'s settings with `changes`."""
+    return description, {**RECIPES[base][1], **changes}
+
+
+# Weight averaging: Keras's own `use_ema` (an exponential moving average of the weights, updated in every
+# optimizer step and written into the model when `fit` ends).
+RECIPES["trades_pgd3_b6_46ep_ema99"] = _variant(
+    "trades_pgd3_b6_46ep", "`trades_pgd3_b6_46ep`, Adam `use_ema=True`, `ema_momentum=0.99` (weights averaged over "
+    "~100 steps)", ema=0.99)
+RECIPES["trades_pgd3_b6_46ep_ema995"] = _variant(
+    "trades_pgd3_b6_46ep", "`trades_pgd3_b6_46ep`, Adam `use_ema=True`, `ema_momentum=0.995` (~200 steps)", ema=0.995)
+RECIPES["trades_pgd3_b6_42ep_bs32_lr2"] = _variant(
+    "trades_pgd3_b6_42ep_bs32", "`trades` β=6, PGD-3, batch 32, 42 epochs, one-cycle lr (peak 2e-3)", lr=2e-3)
+# The same recipes from other seeds (initial weights, attack starts; the batch orders come from --data-seed).
+for _base, _seed in [("trades_pgd3_b6_46ep", 1), ("trades_pgd3_b6_42ep_bs32", 1), ("trades_pgd3_b6_42ep_bs32_lr2", 1),
+                     ("trades_pgd3_b6_42ep_bs32_lr2", 2)]:
+    RECIPES[f"{_base}_seed{_seed}"] = _variant(_base, f"`{_base}` with seed {_seed}", seed=_seed)
 
 
 def build(spec, n_train):
