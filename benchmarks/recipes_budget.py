@@ -42,8 +42,9 @@ benchmarks/results/recipes_budget_round7`) and `recipes_budget_round8.md` (`--on
 trades_pgd3_b6_38ep_bs16_seed4 --autoattack-on candidates --data-seed 3 --out benchmarks/results/recipes_budget_round8`).
 Their console output (epoch times, the JSON rows, AutoAttack's member log) is kept in
 `recipes_budget_round{6,7,8}.log`, with TF's start-up and tf.function-retracing warnings and colour codes removed.
-Rounds 6-8 overlapped each other's AutoAttack judging on the 2 cores: their epoch times are longer than at rest, the
-ratios (interleaved within a run) stay comparable.
+Round 6 trained at rest; rounds 7 and 8 trained while an earlier round's AutoAttack judging ran on the same 2 cores,
+so their epoch times are longer than at rest (reference 336 s and 482 s against 214 s); the ratios, interleaved
+within a run, stay comparable.
 """
 
 from __future__ import annotations
