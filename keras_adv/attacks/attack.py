@@ -612,6 +612,14 @@ class _AutoGraphFallback:
     """A `tf.function` without AutoGraph that retraces with AutoGraph when the code needs it."""
 
     def __init__(self, python_fn):
+        # A `functools.partial` has no `__code__`, so TensorFlow counts this
+        # function's retracing on its own instead of pooling it with every
+        # other attack's `run` closure (same code object): without it, the
+        # fifth attack traced in a process (AutoAttack's members, an epsilon
+        # sweep) logged "5 out of the last 5 calls ... triggered tf.function
+        # retracing" although each one traced once. A function that does
+        # retrace often still gets TensorFlow's warning.
+        python_fn = functools.partial(python_fn)
         self._python_fn = python_fn
         self._fn = tf.function(python_fn, reduce_retracing=True, autograph=False)
         self._converted = False

@@ -1,6 +1,7 @@
 """The attack core (issue 9): one input-gradient helper, one restart loop, capabilities as
 attributes, domains, serializable norms, the non-finite fallback and per-call ε checks."""
 
+import logging
 import warnings
 
 import keras
@@ -418,6 +419,38 @@ def test_eager_calls_reuse_one_traced_function_per_model():
 
     gc.collect()
     assert len(attack._traced_fns) == 0  # the cache does not keep models alive
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_many_attacks_each_tracing_once_do_not_log_the_retracing_warning():
+    """Each attack traces its own function once; TensorFlow must not pool them into one
+    "N out of the last N calls triggered tf.function retracing" warning (AutoAttack's members
+    and epsilon sweeps hit it). A function that really retraces on every call still warns."""
+    from keras_adv.attacks.attack import _compile
+
+    model = linear_model(W, np.zeros(2), (4,))
+    x = np.full((2, 4), 0.5, "float32")
+    handler = _Records()
+    tf.get_logger().addHandler(handler)
+    try:
+        for steps in range(1, 8):
+            ka.attacks.PGD(0.1, steps=steps, seed=0)(model, x, [0, 1])
+        assert not [m for m in handler.messages if "retracing" in m]
+        really_retracing = _compile(lambda k: tf.constant(k) * 2)
+        for k in range(6):  # a new Python value each call: a trace each call
+            assert int(really_retracing(k)) == 2 * k
+        assert really_retracing.experimental_get_tracing_count() == 6
+        assert [m for m in handler.messages if "triggered tf.function retracing" in m]
+    finally:
+        tf.get_logger().removeHandler(handler)
 
 
 def test_free_adversarial_training_uses_the_one_helper_for_its_input_gradient():
