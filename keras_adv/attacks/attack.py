@@ -619,7 +619,9 @@ class _AutoGraphFallback:
         # sweep) logged "5 out of the last 5 calls ... triggered tf.function
         # retracing" although each one traced once. A function that does
         # retrace often still gets TensorFlow's warning.
-        python_fn = functools.partial(python_fn)
+        named = functools.partial(python_fn)
+        named.__name__ = python_fn.__name__  # graph names stay `__inference_run_...` in profiles
+        python_fn = named
         self._python_fn = python_fn
         self._fn = tf.function(python_fn, reduce_retracing=True, autograph=False)
         self._converted = False
