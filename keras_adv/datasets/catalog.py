@@ -211,11 +211,12 @@ def _download_problem(timeout: float = 5.0) -> Optional[str]:
     return None
 
 
-def _ensure_available(tfds, meta, data_dir, download):
+def _ensure_available(tfds, name, tfds_name, data_dir, download, offline="the offline dataset 'digits'"):
     """Fails fast, in one line and before anything is written, when the data can be neither read nor fetched.
 
     Without this, a machine with no network waits ~3.5 minutes on TensorFlow
-    Datasets' download retries and ends in a `requests` traceback.
+    Datasets' download retries and ends in a `requests` traceback. `name` is
+    the keras_adv name shown in the error, `offline` what to use instead.
     """
     import logging
 
@@ -223,7 +224,7 @@ def _ensure_available(tfds, meta, data_dir, download):
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)  # "Variant folder ... has no dataset_info.json": it is not there yet
     try:
-        builder = tfds.builder(meta.tfds_name, data_dir=data_dir)
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
         prepared = builder.is_prepared()
     finally:
         absl_logger.setLevel(level)
@@ -233,19 +234,19 @@ def _ensure_available(tfds, meta, data_dir, download):
         return  # inside `tfds.testing.mock_data`: nothing is downloaded
     where = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.join("~", "tensorflow_datasets")
     hint = (f"put a prepared copy under {where} (the `data_dir` argument, or the TFDS_DATA_DIR environment "
-            f"variable; default ~/tensorflow_datasets) or use the offline dataset 'digits'")
+            f"variable; default ~/tensorflow_datasets) or use {offline}")
     if not download:
-        raise DatasetUnavailableError(f"dataset {meta.name!r} is not prepared under {where} and `download=False`; "
+        raise DatasetUnavailableError(f"dataset {name!r} is not prepared under {where} and `download=False`; "
                                       + hint + ".")
     problem = _download_problem()
     if problem is not None:
         raise DatasetUnavailableError(
-            f"dataset {meta.name!r} needs a one-time download by TensorFlow Datasets and the internet is not "
+            f"dataset {name!r} needs a one-time download by TensorFlow Datasets and the internet is not "
             f"reachable from here ({problem}); {hint}.")
     try:
         import importlib_resources  # noqa: F401  (tfds needs it to prepare a dataset; a keras-adv dependency)
     except ImportError:
-        raise DatasetUnavailableError(f"preparing {meta.name!r} with TensorFlow Datasets needs the package "
+        raise DatasetUnavailableError(f"preparing {name!r} with TensorFlow Datasets needs the package "
                                       "importlib_resources: pip install importlib_resources") from None
 
 
@@ -253,7 +254,7 @@ def _load_tfds(meta, split, *, batch_size, shuffle, limit, data_dir, download, s
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    _ensure_available(tfds, meta, data_dir, download)
+    _ensure_available(tfds, meta.name, meta.tfds_name, data_dir, download)
     ds = tfds.load(meta.tfds_name, split=split, as_supervised=True, data_dir=data_dir,
                    download=download, shuffle_files=shuffle,
                    read_config=tfds.ReadConfig(shuffle_seed=seed) if shuffle else None)

@@ -67,3 +67,20 @@ def test_text_classifier_preset():
         ka.models.presets.text_classifier(50, architecture="transformer")
     with pytest.raises(ValueError, match="`vocab_size`"):
         ka.models.presets.text_classifier(1)
+
+
+def test_load_text_without_network_fails_fast_in_one_line(monkeypatch, tmp_path):
+    """An unprepared corpus on a machine with no network: one clear error at once, not minutes of retries."""
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens on the discard port
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    data_dir = tmp_path / "tfds"
+    with pytest.raises(ka.datasets.DatasetUnavailableError) as info:
+        ka.datasets.load_text("imdb_reviews", "test", data_dir=str(data_dir))
+    message = str(info.value)
+    assert "\n" not in message
+    for text in ("'imdb_reviews'", "download", str(data_dir), "synthetic_text"):
+        assert text in message, message
+    with pytest.raises(ka.datasets.DatasetUnavailableError, match="download=False"):
+        ka.datasets.load_text("ag_news", data_dir=str(data_dir), download=False)
