@@ -369,7 +369,8 @@ class Attack:
         if x.dtype in (tf.float16, tf.bfloat16):
             x = tf.cast(x, tf.float32)  # the perturbation always stays float32
         if x.shape.rank is not None and x.shape.rank < 2:
-            raise ValueError(f"`x` must be batched, shape (batch, ...), got shape {x.shape}.")
+            raise ValueError(f"`x` must be batched, shape (batch, ...), got shape {x.shape}. Batch an "
+                             "unbatched tf.data.Dataset (`ds.batch(n)`) before mapping an attack over it.")
         if self.check_inputs:
             x = self.domain.validate(x)
         return x
@@ -405,6 +406,12 @@ class Attack:
             )
         y = tf.convert_to_tensor(y)
         rank = y.shape.rank
+        if rank == 0:
+            raise ValueError(
+                "`y` must hold one label per example of a batch, got a single label (shape ()). "
+                "Attacks take batches: batch an unbatched tf.data.Dataset (`ds.batch(n)`) before "
+                "mapping an attack over it."
+            )
         if rank is not None and rank > 2:
             raise ValueError(
                 "`y` must be integer labels of shape (batch,) or (batch, 1), or one-hot "

@@ -69,6 +69,22 @@ def test_labels_of_the_wrong_shape(model):
         ka.attacks.FGSM(epsilon=0.1)(model, x, np.zeros((2, 2, 2)))
 
 
+def test_a_single_label_names_the_unbatched_dataset(model):
+    x = np.full((2, 4), 0.5, "float32")
+    with pytest.raises(ValueError, match=r"got a single label.*ds\.batch\(n\)"):
+        ka.attacks.FGSM(epsilon=0.1)(model, x, 1)
+    with pytest.raises(ValueError, match=r"`x` must be batched.*ds\.batch\(n\)"):
+        ka.attacks.FGSM(epsilon=0.1)(model, x[0], [1])
+    # An unbatched dataset of images: x looks batched (rank 3), its label is a scalar.
+    cnn = ka.models.presets.small_cnn((8, 8, 1), 10, width=2)
+    adv = ka.layers.AdversarialExamples(cnn, ka.attacks.FGSM(epsilon=0.1))
+    ds = tf.data.Dataset.from_tensor_slices((np.full((2, 8, 8, 1), 0.5, "float32"), np.array([0, 1])))
+    with pytest.raises(ValueError, match=r"got a single label.*ds\.batch\(n\)"):
+        ds.map(lambda xb, yb: (adv(xb, yb), yb))
+    batched = ds.batch(2).map(lambda xb, yb: (adv(xb, yb), yb))
+    assert next(iter(batched))[0].shape == (2, 8, 8, 1)
+
+
 def test_missing_targets_for_a_targeted_attack(model):
     with pytest.raises(ValueError, match=r"targeted attack needs target classes"):
         ka.attacks.FGSM(epsilon=0.1, targeted=True)(model, np.full((2, 4), 0.5, "float32"), None)
