@@ -602,6 +602,23 @@ class Attack:
         return f"keras_adv.attacks.{type(self).__name__}({args})"
 
 
+def own_tf_function(python_fn, **kwargs):
+    """`tf.function(python_fn, **kwargs)` whose retracing TensorFlow counts on its own.
+
+    TensorFlow pools the retracing statistics of every `tf.function` made from
+    the same code object: one traced function per attack or per model, built
+    from one closure, looked like a single function retracing on every call,
+    and the fifth (AutoAttack's members, an epsilon sweep, a transfer matrix of
+    five models) logged "5 out of the last 5 calls ... triggered tf.function
+    retracing" although each traced once. A `functools.partial` has no code
+    object, so each function gets its own count; one that really retraces
+    still warns. The graph keeps the Python function's name.
+    """
+    named = functools.partial(python_fn)
+    named.__name__ = getattr(python_fn, "__name__", "function")
+    return tf.function(named, **kwargs)
+
+
 def _compile(python_fn):
     """`tf.function(python_fn)` traced without AutoGraph, falling back to AutoGraph when needed.
 
@@ -619,18 +636,8 @@ class _AutoGraphFallback:
     """A `tf.function` without AutoGraph that retraces with AutoGraph when the code needs it."""
 
     def __init__(self, python_fn):
-        # A `functools.partial` has no `__code__`, so TensorFlow counts this
-        # function's retracing on its own instead of pooling it with every
-        # other attack's `run` closure (same code object): without it, the
-        # fifth attack traced in a process (AutoAttack's members, an epsilon
-        # sweep) logged "5 out of the last 5 calls ... triggered tf.function
-        # retracing" although each one traced once. A function that does
-        # retrace often still gets TensorFlow's warning.
-        named = functools.partial(python_fn)
-        named.__name__ = python_fn.__name__  # graph names stay `__inference_run_...` in profiles
-        python_fn = named
         self._python_fn = python_fn
-        self._fn = tf.function(python_fn, reduce_retracing=True, autograph=False)
+        self._fn = own_tf_function(python_fn, reduce_retracing=True, autograph=False)
         self._converted = False
 
     def __call__(self, *args):
@@ -639,7 +646,7 @@ class _AutoGraphFallback:
         try:
             return self._fn(*args)
         except tf.errors.OperatorNotAllowedInGraphError:
-            self._fn = tf.function(self._python_fn, reduce_retracing=True)
+            self._fn = own_tf_function(self._python_fn, reduce_retracing=True)
             self._converted = True
             return self._fn(*args)
 

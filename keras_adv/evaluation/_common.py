@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv.attacks import _batches
-from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.attack import Attack, own_tf_function
 from keras_adv.utils.validation import check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
@@ -103,10 +103,10 @@ def call_function(model):
     try:
         fn = _CALL_FNS.get(model)
     except TypeError:  # an unhashable / non-weakref-able callable
-        return tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
+        return own_tf_function(lambda xb: model(xb, training=False), reduce_retracing=True)
     if fn is None:
         ref = weakref.ref(model)
-        fn = tf.function(lambda xb: ref()(xb, training=False), reduce_retracing=True)
+        fn = own_tf_function(lambda xb: ref()(xb, training=False), reduce_retracing=True)
         _CALL_FNS[model] = fn
     return fn
 

@@ -435,6 +435,7 @@ def test_many_attacks_each_tracing_once_do_not_log_the_retracing_warning():
     "N out of the last N calls triggered tf.function retracing" warning (AutoAttack's members
     and epsilon sweeps hit it). A function that really retraces on every call still warns."""
     from keras_adv.attacks.attack import _compile
+    from keras_adv.evaluation._common import call_function
 
     model = linear_model(W, np.zeros(2), (4,))
     x = np.full((2, 4), 0.5, "float32")
@@ -443,6 +444,9 @@ def test_many_attacks_each_tracing_once_do_not_log_the_retracing_warning():
     try:
         for steps in range(1, 8):
             ka.attacks.PGD(0.1, steps=steps, seed=0)(model, x, [0, 1])
+        models = [linear_model(W, np.zeros(2), (4,)) for _ in range(7)]
+        for m in models:  # the evaluation's one inference function per model (a transfer matrix)
+            call_function(m)(x)
         assert not [m for m in handler.messages if "retracing" in m]
         really_retracing = _compile(lambda k: tf.constant(k) * 2)
         for k in range(6):  # a new Python value each call: a trace each call
