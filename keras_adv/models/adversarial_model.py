@@ -81,6 +81,26 @@ class _AdvMetrics(keras.Model):
         return [m for m in self.metrics if m.name != "loss"]
 
 
+def _check_weights_in_strategy_scope(base_model):
+    """Under a `tf.distribute` strategy's scope, the base model's weights must have been created there.
+
+    Otherwise `fit` fails deep inside Keras with "`colocate_vars_with` must only be passed a
+    variable created in this tf.distribute.Strategy.scope()".
+    """
+    if not tf.distribute.has_strategy():
+        return
+    strategy = tf.distribute.get_strategy()
+    outside = [v.path for v in base_model.weights
+               if not strategy.extended.variable_created_in_scope(getattr(v, "value", v))]
+    if outside:
+        raise ValueError(
+            f"`base_model` was built outside `strategy.scope()` ({type(strategy).__name__}): its weights "
+            f"({', '.join(outside[:3])}{', ...' if len(outside) > 3 else ''}) are not the strategy's. "
+            "Build the base model inside the same `with strategy.scope():` block as the AdversarialModel "
+            "and its `compile` (docs/distributed.md)."
+        )
+
+
 class _Untracked:
     """A box Keras' attribute tracking does not look into (the holder is not a sublayer)."""
 
@@ -234,7 +254,7 @@ class AdversarialModel(keras.Model):
     # ----------------------------------------------------------- schedules
     @property
     def adv_weight(self) -> float:
-        return float(keras.ops.convert_to_numpy(self._adv_weight.value))
+        return float(self._adv_weight.numpy())  # not np.asarray: NumPy 2 warns on a tf.Variable
 
     @adv_weight.setter
     def adv_weight(self, value):
@@ -242,7 +262,7 @@ class AdversarialModel(keras.Model):
 
     @property
     def epsilon(self) -> float:
-        return float(keras.ops.convert_to_numpy(self._epsilon.value))
+        return float(self._epsilon.numpy())
 
     @epsilon.setter
     def epsilon(self, value):
@@ -284,6 +304,7 @@ class AdversarialModel(keras.Model):
             )
         if jit_compile not in ("auto", False, None):
             raise ValueError(f"`jit_compile` must be 'auto' or False, got {jit_compile!r}.")
+        _check_weights_in_strategy_scope(self.base_model)
         kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                         metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)
@@ -613,7 +634,7 @@ class AdversarialModel(keras.Model):
     def save_own_variables(self, store):
         """Keras' own variables plus the seed generator's state, so a restored run continues its random stream."""
         super().save_own_variables(store)
-        store["seed_generator_state"] = keras.ops.convert_to_numpy(self._seed_generator.state.value)
+        store["seed_generator_state"] = self._seed_generator.state.numpy()
 
     def load_own_variables(self, store):
         keys = list(store.keys())

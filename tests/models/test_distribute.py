@@ -32,3 +32,29 @@ def test_mirrored_strategy_two_logical_cpus():
         assert abs(h_loss - (c + a)) < 1e-4 * max(1.0, h_loss)
     assert hist["clean_loss"][0] > 1.0  # ~ln(10) at the start: not divided by 2 replicas
     assert logs["accuracy"] > 0.7 and logs["adv_accuracy"] < logs["accuracy"]
+
+
+def test_a_base_model_built_outside_the_scope_is_named_before_anything_changes():
+    """Keras would fail inside `fit` ("`colocate_vars_with` must only be passed a variable created in this
+    tf.distribute.Strategy.scope()"); compile names the argument and the fix instead."""
+    import keras
+    import numpy as np
+    import pytest
+    import tensorflow as tf
+
+    import keras_adv as ka
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    base = ka.models.presets.small_cnn(width=4)
+    before = [w.numpy().copy() for w in base.weights]
+    with strategy.scope():
+        model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2))
+        with pytest.raises(ValueError, match=r"`base_model` was built outside `strategy.scope\(\)`.*conv2d"):
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, base.weights))
+    with strategy.scope():  # built inside: compiles and trains
+        base = ka.models.presets.small_cnn(width=4)
+        model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2))
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    (x, y), _ = ka.datasets.load_digits()
+    assert np.isfinite(model.fit(x[:32], y[:32], epochs=1, verbose=0).history["loss"][0])

@@ -70,6 +70,22 @@ def test_model_checkpoint_round_trip(trained, tmp_path):
     assert reloaded.optimizer.iterations.numpy() == model.optimizer.iterations.numpy() + 2
 
 
+def test_reading_the_schedule_values_warns_nothing(trained, tmp_path):
+    """`adv_weight`, `epsilon` (read on load) and the seed state go through `Variable.numpy()`: NumPy 2 warns
+    "__array__ implementation doesn't accept a copy keyword" when a tf.Variable is converted with np.asarray."""
+    import warnings
+
+    model, *_ = trained
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reloaded = keras.models.load_model(path)
+        assert (reloaded.adv_weight, reloaded.epsilon) == (model.adv_weight, model.epsilon)
+        assert abs(reloaded.adv_weight - 0.7) < 1e-6
+    assert not [w for w in caught if "__array__" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_export_for_serving_in_a_fresh_process(trained):
     model, x, _, tmp = trained
     path = os.path.join(tmp, "serving", "1")
