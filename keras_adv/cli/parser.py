@@ -28,7 +28,7 @@ run `keras-adv COMMAND --help` for the options and the expected cost of each com
 _TRAIN_EPILOG = """\
 examples:
   keras-adv train                                   # the best recipe measured on digits (see README)
-  keras-adv train --epochs 5 --judges pgd --output runs/quick          # a quick run (~20 s)
+  keras-adv train --epochs 5 --judges pgd --output runs/quick          # a quick run (< 1 min)
   keras-adv train --objective madry --adv-weight 1 --output runs/madry  # pure adversarial training
   keras-adv train --attack fgsm --attack-option random_start=true --attack-option step_size=0.25 \\
                   --objective madry --adv-weight 1 --epochs 15          # FGSM-RS ("fast" adversarial training)
