@@ -9,6 +9,7 @@ presets from `keras_adv.models.presets` and datasets from
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Dict, List, Optional
 
 from keras_adv.cli._startup import library
@@ -91,8 +92,8 @@ def is_constrained(name: str) -> bool:
     return issubclass(lookup_attack(name), library().attacks.ConstrainedAttack)
 
 
-def attack_label(attack) -> str:
-    """A short human name: `PGD-50 x3 restarts, eps=0.2 (linf)`."""
+def attack_label(attack, options: Optional[dict] = None) -> str:
+    """A short human name: `PGD-50 x3 restarts, eps=0.2 (linf)`, then the `--attack-option`s given, as typed."""
     name = type(attack).__name__
     steps, restarts = getattr(attack, "steps", None), getattr(attack, "restarts", None)
     if steps and steps > 1:
@@ -100,7 +101,8 @@ def attack_label(attack) -> str:
     if restarts and restarts > 1:
         name += f" x{restarts} restarts"
     norm = getattr(getattr(attack, "norm", None), "name", None)
-    return f"{name}, eps={attack.epsilon:g}" + (f" ({norm})" if norm else "")
+    extra = "".join(f", {key}={json.dumps(value)}" for key, value in (options or {}).items())
+    return f"{name}, eps={attack.epsilon:g}" + (f" ({norm})" if norm else "") + extra
 
 
 def objective_names() -> List[str]:

@@ -174,7 +174,7 @@ def run(args) -> int:
                   metrics=["accuracy"])
     say(f"Adversarial training of {args.model} ({base.count_params():,} weights) on {meta.name} "
         f"({len(x_train)} train / {len(x_test)} test {what})\n"
-        f"  objective {args.objective}, adv_weight {args.adv_weight:g}, training attack {attack_label(attack)}, "
+        f"  objective {args.objective}, adv_weight {args.adv_weight:g}, training attack {attack_label(attack, options)}, "
         f"{args.epochs} epochs, Adam lr {args.learning_rate:g} ({args.lr_schedule})")
     start = time.time()
     # A tf.data pipeline reshuffled each epoch, with autotuning off: with it on, TF 2.21 ends every epoch by

@@ -184,6 +184,18 @@ def test_bad_attack_option_names_the_problem(capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
+def test_the_training_attack_label_shows_the_options_given():
+    """FGSM-RS ("fast" AT) is FGSM with options: the console header must say so, as the report does."""
+    from keras_adv.cli.registry import attack_label
+
+    from keras_adv.cli.inputs import parse_options
+
+    options = parse_options(["random_start=true", "step_size=0.25"])
+    attack = cli.make_attack("fgsm", 0.2, options=options)
+    assert attack_label(attack, options) == "FGSM, eps=0.2 (linf), random_start=true, step_size=0.25"
+    assert attack_label(ka.attacks.PGD(0.2, steps=50, restarts=3)) == "PGD-50 x3 restarts, eps=0.2 (linf)"
+
+
 def test_list_and_help(capsys):
     assert cli.main(["list"]) == 0
     printed = capsys.readouterr().out
