@@ -22,7 +22,7 @@ APGD-T, FAB-T, Square), robust = correct on the clean *and* the attacked input.
 
     PYTHONPATH=. python benchmarks/recipes_budget.py [--only trades_pgd3_46ep ...] [--autoattack-on all|candidates|best|none]
 
-Writes benchmarks/results/recipes_budget.{md,json} (`--out` changes it). The committed results are eight runs:
+Writes benchmarks/results/recipes_budget.{md,json} (`--out` changes it). The committed results are nine runs:
 `recipes_budget.md` (`--only trades_pgd3_46ep trades_pgd3_b6_46ep trades_pgd3_e24_46ep --autoattack-on all`) and
 `recipes_budget_round2.md` (`--only trades_b6_pgd2to4_46ep trades_pgd3_b8_46ep trades_pgd3_b6_46ep_seed1
 --autoattack-on candidates --out benchmarks/results/recipes_budget_round2`; the reference's AutoAttack figure, 0.687,
@@ -33,16 +33,18 @@ benchmarks/results/recipes_budget_round3`) and `recipes_budget_round4.md` (`--on
 trades_pgd3_b6_42ep_bs32_lr2_seed1 --autoattack-on candidates --data-seed 1 --out
 benchmarks/results/recipes_budget_round4`: that run predates `--data-seed`, and its shuffles took the global seed
 of the last recipe built, 1), and `recipes_budget_round5.md` (`--only trades_pgd3_b6_42ep_bs32_lr2_seed2
---autoattack-on candidates --data-seed 2 --out benchmarks/results/recipes_budget_round5`). Rounds 6-8 log AutoAttack's
+--autoattack-on candidates --data-seed 2 --out benchmarks/results/recipes_budget_round5`). Rounds 6-9 log AutoAttack's
 robust points after each member: `recipes_budget_round6.md` (`--only trades_pgd3_b6_38ep_bs16
 trades_pgd3_b6_38ep_bs16_seed1 trades_pgd3_b6_38ep_bs16_seed2 --autoattack-on candidates --data-seed 0 --out
 benchmarks/results/recipes_budget_round6`; its AutoAttack ran without the member log), `recipes_budget_round7.md`
 (`--only trades_pgd4_b6_35ep_bs32 trades_pgd4_b6_32ep_bs16 --autoattack-on candidates --data-seed 0 --out
-benchmarks/results/recipes_budget_round7`) and `recipes_budget_round8.md` (`--only trades_pgd3_b6_38ep_bs16_seed3
-trades_pgd3_b6_38ep_bs16_seed4 --autoattack-on candidates --data-seed 3 --out benchmarks/results/recipes_budget_round8`).
+benchmarks/results/recipes_budget_round7`), `recipes_budget_round8.md` (`--only trades_pgd3_b6_38ep_bs16_seed3
+trades_pgd3_b6_38ep_bs16_seed4 --autoattack-on candidates --data-seed 3 --out benchmarks/results/recipes_budget_round8`)
+and `recipes_budget_round9.md` (`--only trades_pgd3_b6_38ep_bs16_seed5 trades_pgd3_b6_38ep_bs16_seed6 --autoattack-on
+candidates --data-seed 5 --out benchmarks/results/recipes_budget_round9`).
 Their console output (epoch times, the JSON rows, AutoAttack's member log) is kept in
-`recipes_budget_round{6,7,8}.log`, with TF's start-up and tf.function-retracing warnings and colour codes removed.
-Round 6 trained at rest; rounds 7 and 8 trained while an earlier round's AutoAttack judging ran on the same 2 cores,
+`recipes_budget_round{6,7,8,9}.log`, with TF's start-up and tf.function-retracing warnings and colour codes removed.
+Rounds 6 and 9 trained at rest; rounds 7 and 8 trained while an earlier round's AutoAttack judging ran on the same 2 cores,
 so their epoch times are longer than at rest (reference 336 s and 482 s against 214 s); the ratios, interleaved
 within a run, stay comparable.
 """
@@ -154,7 +156,8 @@ RECIPES["trades_pgd4_b6_32ep_bs16"] = _variant(
 # The same recipes from other seeds (initial weights, attack starts; the batch orders come from --data-seed).
 for _base, _seed in [("trades_pgd3_b6_46ep", 1), ("trades_pgd3_b6_42ep_bs32", 1), ("trades_pgd3_b6_42ep_bs32_lr2", 1),
                      ("trades_pgd3_b6_42ep_bs32_lr2", 2), ("trades_pgd3_b6_38ep_bs16", 1),
-                     ("trades_pgd3_b6_38ep_bs16", 2), ("trades_pgd3_b6_38ep_bs16", 3), ("trades_pgd3_b6_38ep_bs16", 4)]:
+                     ("trades_pgd3_b6_38ep_bs16", 2), ("trades_pgd3_b6_38ep_bs16", 3), ("trades_pgd3_b6_38ep_bs16", 4),
+                     ("trades_pgd3_b6_38ep_bs16", 5), ("trades_pgd3_b6_38ep_bs16", 6)]:
     RECIPES[f"{_base}_seed{_seed}"] = _variant(_base, f"`{_base}` with seed {_seed}", seed=_seed)
 
 
