@@ -52,9 +52,8 @@ def test_a_base_model_built_outside_the_scope_is_named_before_anything_changes()
         with pytest.raises(ValueError, match=r"`base_model` was built outside `strategy.scope\(\)`.*conv2d"):
             model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, base.weights))
-    with strategy.scope():  # built inside: compiles and trains
+    with strategy.scope():  # built inside: compiles (training under a strategy: the test above)
         base = ka.models.presets.small_cnn(width=4)
         model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2))
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    (x, y), _ = ka.datasets.load_digits()
-    assert np.isfinite(model.fit(x[:32], y[:32], epochs=1, verbose=0).history["loss"][0])
+    assert model.compiled
