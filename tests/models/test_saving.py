@@ -90,6 +90,7 @@ def test_export_for_serving_in_a_fresh_process(trained):
     model, x, _, tmp = trained
     path = os.path.join(tmp, "serving", "1")
     model.export(path, verbose=False)
+    np.save(os.path.join(tmp, "x.npy"), x)  # this test's own copy: it must not depend on the one above
     expected = model.predict(x, verbose=0)
     out = run_in_fresh_process(f"""
         import json, numpy as np, tensorflow as tf
