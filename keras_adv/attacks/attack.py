@@ -490,7 +490,7 @@ class Attack:
             data: a numpy array `x` (then `y` is required), or a
                 `tf.data.Dataset` yielding `(x, y)` batches.
             y: labels (or targets) for numpy `data`.
-            batch_size: batch size for numpy inputs.
+            batch_size: batch size for numpy inputs (a `tf.data.Dataset` keeps its own batches).
             verbose: 0 silent, 1 progress bar; `"auto"` is 1.
             shard: optional `(index, count)`: attack only the batches whose
                 index is `index` modulo `count` (results in batch order).

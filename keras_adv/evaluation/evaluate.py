@@ -88,7 +88,8 @@ def evaluate_robustness(
             (`allows_unbounded`, e.g. Carlini-Wagner) whose mean ‖x_adv − x‖
             over the examples it breaks is reported as the empirical
             robustness, beside the ε-grid estimate.
-        batch_size: batch size for attacks and predictions.
+        batch_size: batch size for attacks and predictions on numpy data; a
+            `tf.data.Dataset` is attacked in its own batches.
         diagnose: run the gradient-masking checks (cheap ones: input
             gradients, determinism, and checks on the results).
         tolerance: accuracy difference (absolute) above which a diagnostic fires.
