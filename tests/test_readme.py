@@ -51,3 +51,11 @@ def test_check_fails_on_a_hand_edited_number(tmp_path):
     edited = tmp_path / "README.md"
     edited.write_text(text.replace(row.group(0), "| **0.999** |", 1), encoding="utf-8")
     assert tool.main(["--check", "--readme", str(edited)]) == 1
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        command = f.read().strip().splitlines()[-1]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert "pytest" in command and command in readme
