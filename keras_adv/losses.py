@@ -13,6 +13,7 @@ __all__ = ["crossentropy", "margin", "get", "predicted_class", "label_class", "t
            "infer_from_logits"]
 
 _EPS = 1e-12
+_BIG = 1e9  # added to the true class's score to leave it out of a max
 
 
 def _looks_like_probabilities(outputs):
@@ -117,9 +118,17 @@ def margin(y_true, y_pred):
     the softmax saturates (Carlini & Wagner 2017, "Towards Evaluating the
     Robustness of Neural Networks").
     """
-    from keras_adv.attacks import _scores
+    z_y, z_other = true_and_other(to_log_probs(y_pred), label_class(y_true))
+    return z_other - z_y
 
-    return -_scores.margin(to_log_probs(y_pred), label_class(y_true))
+
+def true_and_other(scores, labels):
+    """`(z_y, max_{j≠y} z_j)` per example, for scores `(batch, classes)` and integer labels `(batch,)`."""
+    num_classes = tf.shape(scores)[-1]
+    onehot = tf.one_hot(labels, num_classes, dtype=scores.dtype)
+    z_y = tf.reduce_sum(onehot * scores, axis=-1)
+    z_other = tf.reduce_max(scores - onehot * _BIG, axis=-1)
+    return z_y, z_other
 
 
 def per_example(loss):

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv import _compat
+from keras_adv.attacks._tracing import _compile
 
 __all__ = ["check_strategy", "batch_function"]
 
@@ -86,8 +87,6 @@ def batch_function(attack, model, strategy):
 
 
 def _step(attack_ref, model_ref, strategy):
-    from keras_adv.attacks.attack import _compile
-
     def replica(x, y, epsilon, seed):
         attack = attack_ref()
         seed = _compat.replica_seed(seed)

@@ -12,8 +12,6 @@ import tensorflow as tf
 from keras_adv import losses as losses_lib
 from keras_adv.attacks.attack import _batch_mask, _single_output
 
-_BIG = 1e9
-
 
 def class_scores(outputs, attack_name: str, allow_single_unit: bool = False, model=None) -> tf.Tensor:
     """Checks that `outputs` are per-class scores (batch, classes ≥ 2); returns log-probabilities.
@@ -43,13 +41,8 @@ def label_indices(y) -> tf.Tensor:
     return losses_lib.label_class(y)
 
 
-def true_and_other(scores, labels):
-    """(z_y, max_{j≠y} z_j) per example."""
-    num_classes = tf.shape(scores)[-1]
-    onehot = tf.one_hot(labels, num_classes, dtype=scores.dtype)
-    z_y = tf.reduce_sum(onehot * scores, axis=-1)
-    z_other = tf.reduce_max(scores - onehot * _BIG, axis=-1)
-    return z_y, z_other
+#: (z_y, max_{j≠y} z_j) per example (the margin's two terms, shared with `keras_adv.losses.margin`).
+true_and_other = losses_lib.true_and_other
 
 
 def margin(scores, labels):

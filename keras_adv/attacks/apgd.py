@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras_adv.attacks import _scores
 from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.gradients import value_and_gradient
+from keras_adv.utils import trust
 from keras_adv.utils.validation import check_number
 
 __all__ = ["APGD"]
@@ -239,9 +240,7 @@ class APGD(Attack):
 
     @classmethod
     def from_config(cls, config):
-        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
-
-        config = dict(trust.check_attack_config(config, cls.__name__))
+        config = dict(trust.check_attack_config(config, cls.__name__, attack_class=Attack))
         if config.get("ce_loss") is not None:
             config["ce_loss"] = keras.saving.deserialize_keras_object(config["ce_loss"])
         return cls(**config)

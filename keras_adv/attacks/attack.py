@@ -35,7 +35,10 @@ import tensorflow as tf
 from keras_adv import domains as domains_lib
 from keras_adv import losses as losses_lib
 from keras_adv import norms as norms_lib
+from keras_adv.attacks import _batches, _distribute
+from keras_adv.attacks._tracing import _compile
 from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
+from keras_adv.utils import trust
 from keras_adv.utils.validation import check_bool, check_bounds, check_number, is_number
 
 __all__ = ["Attack", "NoInputGradientError"]
@@ -515,8 +518,6 @@ class Attack:
         The streaming form of `generate` (same arguments, same examples): memory
         stays flat for a `tf.data.Dataset` of any size.
         """
-        from keras_adv.attacks import _batches, _distribute
-
         _distribute.check_strategy(strategy)
         if not isinstance(data, tf.data.Dataset):
             x_np = data[0] if (isinstance(data, (tuple, list)) and len(data) == 2 and y is None) else data
@@ -549,8 +550,6 @@ class Attack:
         the batch is split across its replicas (`attacks._distribute`).
         """
         if strategy is not None:
-            from keras_adv.attacks import _distribute
-
             return _distribute.batch_function(self, model, strategy)
         own = self.epsilon
 
@@ -584,9 +583,7 @@ class Attack:
 
     @classmethod
     def from_config(cls, config: dict):
-        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
-
-        config = dict(trust.check_attack_config(config, cls.__name__))
+        config = dict(trust.check_attack_config(config, cls.__name__, attack_class=Attack))
         if config.get("loss") is not None:
             config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
         return cls(**config)
@@ -600,58 +597,6 @@ class Attack:
             f"{k}={v!r}" for k, v in config.items() if k not in ("name", "check_inputs")
         )
         return f"keras_adv.attacks.{type(self).__name__}({args})"
-
-
-def own_tf_function(python_fn, **kwargs):
-    """`tf.function(python_fn, **kwargs)` whose retracing TensorFlow counts on its own.
-
-    TensorFlow pools the retracing statistics of every `tf.function` made from
-    the same code object: one traced function per attack or per model, built
-    from one closure, looked like a single function retracing on every call,
-    and the fifth (AutoAttack's members, an epsilon sweep, a transfer matrix of
-    five models) logged "5 out of the last 5 calls ... triggered tf.function
-    retracing" although each traced once. A `functools.partial` has no code
-    object, so each function gets its own count; one that really retraces
-    still warns. The graph keeps the Python function's name.
-    """
-    named = functools.partial(python_fn)
-    named.__name__ = getattr(python_fn, "__name__", "function")
-    return tf.function(named, **kwargs)
-
-
-def _compile(python_fn):
-    """`tf.function(python_fn)` traced without AutoGraph, falling back to AutoGraph when needed.
-
-    The attacks' loops are explicit `tf.while_loop`s, so AutoGraph's source
-    conversion is pure cost: tracing without it is 5-20x faster (measured on
-    a loaded 2-core CPU: PGD-10 6.4 s -> 0.9 s, APGD 9.3 s -> 0.8 s, Square
-    6.6 s -> 0.4 s). A model or loss with Python control flow on tensors
-    raises `OperatorNotAllowedInGraphError` when traced without AutoGraph; it
-    is then traced with it, once.
-    """
-    return _AutoGraphFallback(python_fn)
-
-
-class _AutoGraphFallback:
-    """A `tf.function` without AutoGraph that retraces with AutoGraph when the code needs it."""
-
-    def __init__(self, python_fn):
-        self._python_fn = python_fn
-        self._fn = own_tf_function(python_fn, reduce_retracing=True, autograph=False)
-        self._converted = False
-
-    def __call__(self, *args):
-        if self._converted:
-            return self._fn(*args)
-        try:
-            return self._fn(*args)
-        except tf.errors.OperatorNotAllowedInGraphError:
-            self._fn = own_tf_function(self._python_fn, reduce_retracing=True)
-            self._converted = True
-            return self._fn(*args)
-
-    def __getattr__(self, name):  # e.g. experimental_get_tracing_count
-        return getattr(self._fn, name)
 
 
 def _one_ahead(items):

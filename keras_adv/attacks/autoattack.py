@@ -11,10 +11,12 @@ import tensorflow as tf
 
 from keras_adv.attacks import _scores
 from keras_adv.attacks.apgd import APGD
+from keras_adv.attacks._tracing import call_function
 from keras_adv.attacks.attack import Attack
-from keras_adv.utils.validation import check_number
 from keras_adv.attacks.fab import FAB
 from keras_adv.attacks.square import Square
+from keras_adv.utils import trust
+from keras_adv.utils.validation import check_number
 
 __all__ = ["AutoAttack", "cascade"]
 
@@ -131,8 +133,6 @@ class AutoAttack(Attack):
         member's call on the still-robust points is split across the
         replicas; the bookkeeping stays here, on the whole batch.
         """
-        from keras_adv.evaluation._common import call_function
-
         predict = call_function(model)
         member_fns = [m.batch_function(model, strategy=strategy) for m in self.attacks]
 
@@ -180,9 +180,7 @@ class AutoAttack(Attack):
 
     @classmethod
     def from_config(cls, config):
-        from keras_adv.utils import trust  # loop sizes from a file are capped (docs/trust_model.md)
-
-        return cls(**trust.check_attack_config(config, cls.__name__))
+        return cls(**trust.check_attack_config(config, cls.__name__, attack_class=Attack))
 
 
 def cascade(attacks, model, x, y, epsilon, seed, is_successful):

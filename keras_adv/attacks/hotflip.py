@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_adv import norms as norms_lib
 from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.inner_layer import LayerPerturbation, _all_layers, find_layer
 from keras_adv.utils.validation import check_number
 
 __all__ = ["HotFlip", "TokenSubstitutions"]
@@ -140,13 +141,9 @@ class HotFlip(Attack):
         return x
 
     def _perturbation(self, model):
-        from keras_adv.models.inner_layer import LayerPerturbation, find_layer
-
         lp = self._perturbations.get(model)
         if lp is None:
             if self.layer is None:
-                from keras_adv.models.inner_layer import _all_layers
-
                 embeddings = [l for l in _all_layers(model) if isinstance(l, keras.layers.Embedding)]
                 if len(embeddings) != 1:
                     raise ValueError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 from typing import Optional, Tuple
 
 import keras
@@ -12,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_adv.attacks import _batches
-from keras_adv.attacks.attack import Attack, own_tf_function
+from keras_adv.attacks._tracing import call_function
+from keras_adv.attacks.attack import Attack
 from keras_adv.utils.validation import check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
@@ -92,23 +92,6 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     fn = call_function(model)
     out = [fn(tf.convert_to_tensor(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float32)
-
-
-# One traced inference function per model, held weakly (a discarded model is freed: issue 13).
-_CALL_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def call_function(model):
-    """`fn(x) -> model(x, training=False)`, traced once per model; the model is held weakly."""
-    try:
-        fn = _CALL_FNS.get(model)
-    except TypeError:  # an unhashable / non-weakref-able callable
-        return own_tf_function(lambda xb: model(xb, training=False), reduce_retracing=True)
-    if fn is None:
-        ref = weakref.ref(model)
-        fn = own_tf_function(lambda xb: ref()(xb, training=False), reduce_retracing=True)
-        _CALL_FNS[model] = fn
-    return fn
 
 
 def to_probs(outputs: np.ndarray) -> np.ndarray:

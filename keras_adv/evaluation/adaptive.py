@@ -194,21 +194,22 @@ def _adapt_attack(attack: Attack, *, margin: bool, more_steps: bool, opts) -> Op
     return new, changed
 
 
-def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons, *, sample,
+def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons, *, sample, evaluate,
                  options=True, batch_size: int = 256, seed: Optional[int] = 0, verbose: int = 0,
                  max_examples=None, shard=None, plan_epsilons=()) -> AdaptiveResult:
     """Re-runs `attacks` with the technique each of `report.warnings` calls for (see module docstring).
 
     Called by `evaluate_robustness(..., adaptive=True)` with its own
     arguments; `report` is its naive report (with diagnostics), `sample` a
-    batch of inputs for the layer probe. The adapted attacks stream over the
-    same data in the same order, so per-example outcomes combine exactly.
+    batch of inputs for the layer probe, `evaluate` the evaluator itself
+    (`evaluate_robustness`, handed down: it runs the adapted attacks). The
+    adapted attacks stream over the same data in the same order, so
+    per-example outcomes combine exactly.
     Returns the `AdaptiveResult` stored as `report.adaptive`.
     """
     from keras_adv import attacks as attacks_lib
     from keras_adv.attacks.wrappers import BPDA, ExpectationModel, _is_graph_model as _is_graph, substitute_layers
     from keras_adv.evaluation import diagnostics
-    from keras_adv.evaluation.evaluate import evaluate_robustness
 
     opts = _options(options)
     found = {w.check for w in report.warnings}
@@ -327,9 +328,8 @@ def run_adaptive(model, data, y, report, attacks: Mapping[str, Attack], epsilons
     target = model
     if eot:
         target = ExpectationModel(model, opts["eot_samples"], seed=seed)
-    sub = evaluate_robustness(target, data, y, attacks=adapted, epsilons=epsilons, batch_size=batch_size,
-                              diagnose=False, seed=seed, verbose=verbose, max_examples=max_examples,
-                              shard=shard)
+    sub = evaluate(target, data, y, attacks=adapted, epsilons=epsilons, batch_size=batch_size,
+                   diagnose=False, seed=seed, verbose=verbose, max_examples=max_examples, shard=shard)
     if not np.array_equal(np.asarray(sub.keys), np.asarray(report.keys)):
         raise RuntimeError("the adaptive pass saw the examples in another order than the naive one; "
                            "pass data that iterates deterministically (no reshuffling tf.data pipeline).")

@@ -26,7 +26,7 @@ from keras_adv.utils.validation import check_number
 from keras_adv.metrics.robustness import RobustnessMargin
 from keras_adv.models import objectives as objectives_lib
 from keras_adv.utils import data_checks, trust
-from keras_adv.models.inner_layer import LayerPerturbation, check_attackable_input
+from keras_adv.attacks.inner_layer import LayerPerturbation, check_attackable_input
 
 __all__ = ["AdversarialModel"]
 
@@ -170,7 +170,7 @@ class AdversarialModel(keras.Model):
             checks.
         perturb_layer: the name of an inner layer (typically the
             `Embedding` of a text model) whose output is attacked instead of
-            the model input; see `keras_adv.models.inner_layer`. The attack's
+            the model input; see `keras_adv.attacks.inner_layer`. The attack's
             ε and norm then apply per sequence to the embedded input, its
             `bounds` are not applied there, padding (the layer's mask) is
             never perturbed, and the inputs may be token ids or strings.
@@ -645,7 +645,13 @@ class AdversarialModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(trust.check_model_config(config, custom_objects))
+        config = dict(config)  # the keras_adv parts are checked before anything is deserialized
+        for field in ("attack", "eval_attack"):
+            if config.get(field) is not None or field == "attack":
+                trust.check_serialized_attack(config.get(field), field, custom_objects,
+                                              attack_class=attacks_lib.Attack)
+        if config.get("objective") is not None and not isinstance(config["objective"], str):
+            objectives_lib.check_serialized(config["objective"], custom_objects)
         for field in ("base_model", "attack", "eval_attack"):  # errors name the field and the root cause
             if config.get(field) is not None:
                 config[field] = trust.deserialize(field, config[field], custom_objects)

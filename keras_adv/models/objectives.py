@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from keras_adv import losses as losses_lib
+from keras_adv.utils import trust
 
 __all__ = ["Objective", "CrossEntropyMixture", "Madry", "Trades", "Mart", "VirtualAdversarialTraining",
            "get", "available", "register", "serialize", "deserialize"]
@@ -242,6 +243,25 @@ for _cls in (CrossEntropyMixture, Madry, Trades, Mart, VirtualAdversarialTrainin
 def available():
     return sorted(_REGISTRY)
 
+
+
+def check_serialized(serialized, custom_objects=None) -> None:
+    """A serialized objective read from a file must name a registered `Objective` subclass.
+
+    Raises:
+        keras_adv.utils.trust.UntrustedConfigError: it names anything else (docs/trust_model.md).
+    """
+    registered = serialized.get("registered_name") or serialized.get("class_name") if isinstance(
+        serialized, dict) else None
+    try:
+        cls = keras.saving.get_registered_object(str(registered), custom_objects=custom_objects)
+    except Exception:  # noqa: BLE001 - a lookup failure is "not registered"
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise trust.UntrustedConfigError(
+            f"`objective` in a saved config must be a registered objective name ({', '.join(available())}) "
+            f"or a serialized registered Objective; got {registered if registered else type(serialized).__name__!r}."
+        )
 
 def get(objective) -> Objective:
     if isinstance(objective, Objective):

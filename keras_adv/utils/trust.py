@@ -12,7 +12,11 @@ objective's name. For the keras_adv parts:
   so a file cannot make `evaluate` run for days;
 * the objective and the norm are names looked up in keras_adv's registries
   only (`keras_adv.models.objectives`, `keras_adv.norms`); a serialized
-  objective must name a registered `Objective` subclass.
+  objective must name a registered `Objective` subclass
+  (`keras_adv.models.objectives.check_serialized`).
+
+This module sits below the attacks and models that call it, so the class a
+config must be a subclass of is passed in (`attack_class=Attack`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict
 
-__all__ = ["LIMITS", "UntrustedConfigError", "check_attack_config", "check_model_config"]
+__all__ = ["LIMITS", "UntrustedConfigError", "check_attack_config", "check_serialized_attack"]
 
 #: The largest value a config read from a file may give each loop size.
 #: Far above any published setting (AutoAttack: 100 steps, 5 restarts, 5,000 queries).
@@ -47,19 +51,19 @@ class UntrustedConfigError(ValueError):
     """A config read from a file was refused (unknown class, absurd value)."""
 
 
-def _known_attack_classes():
-    from keras_adv import attacks
+def _own_attack_classes(attack_class):
+    """keras_adv's registered attacks (`"keras_adv>PGD"`, ...) by class name."""
+    import keras
 
-    out = {}
-    for name in getattr(attacks, "__all__", dir(attacks)):
-        obj = getattr(attacks, name, None)
-        if isinstance(obj, type) and issubclass(obj, attacks.Attack):
-            out[obj.__name__] = obj
-    return out
+    return {name.partition(">")[2]: obj for name, obj in keras.saving.get_custom_objects().items()
+            if name.startswith("keras_adv>") and isinstance(obj, type) and issubclass(obj, attack_class)}
 
 
-def check_attack_config(config: Any, field: str = "attack") -> Any:
+def check_attack_config(config: Any, field: str = "attack", *, attack_class: type) -> Any:
     """Checks the loop sizes of an attack's constructor config (a dict of arguments).
+
+    `attack_class` is `keras_adv.attacks.Attack` (passed in: this module sits
+    below the attacks), the class a nested attack must be a registered subclass of.
 
     Raises:
         UntrustedConfigError: a loop size is not a finite number or exceeds `LIMITS`.
@@ -88,7 +92,7 @@ def check_attack_config(config: Any, field: str = "attack") -> Any:
     for key in ("attacks", "inner", "base_attack"):  # nested attacks
         nested = config.get(key)
         if isinstance(nested, dict) and "class_name" in nested:
-            check_serialized_attack(nested, f"{field}.{key}")
+            check_serialized_attack(nested, f"{field}.{key}", attack_class=attack_class)
     return config
 
 
@@ -135,21 +139,22 @@ def deserialize(field: str, serialized: Any, custom_objects=None):
         raise UntrustedConfigError(f"`{field}` could not be loaded: {message}") from e
 
 
-def _registered_attack(name, custom_objects):
+def _registered_attack(name, custom_objects, attack_class):
     """The class registered under `name` (keras_adv's or the user's own registration), if it is an attack."""
     import keras
-
-    from keras_adv import attacks
 
     try:
         obj = keras.saving.get_registered_object(name, custom_objects=custom_objects)
     except Exception:  # noqa: BLE001 - a lookup failure is "not registered"
         obj = None
-    return obj if isinstance(obj, type) and issubclass(obj, attacks.Attack) else None
+    return obj if isinstance(obj, type) and issubclass(obj, attack_class) else None
 
 
-def check_serialized_attack(serialized: Any, field: str = "attack", custom_objects=None) -> None:
-    """Checks a serialized attack (`{"class_name", "config", "registered_name", ...}`) before deserializing it."""
+def check_serialized_attack(serialized: Any, field: str = "attack", custom_objects=None, *, attack_class: type) -> None:
+    """Checks a serialized attack (`{"class_name", "config", "registered_name", ...}`) before deserializing it.
+
+    It must name a registered subclass of `attack_class` (`keras_adv.attacks.Attack`).
+    """
     if serialized is None:
         return
     if not isinstance(serialized, dict) or "class_name" not in serialized:
@@ -157,47 +162,15 @@ def check_serialized_attack(serialized: Any, field: str = "attack", custom_objec
             f"`{field}` must be a serialized keras_adv attack (a dict with 'class_name' and 'config'), "
             f"got {type(serialized).__name__}."
         )
-    known = _known_attack_classes()
+    known = _own_attack_classes(attack_class)
     registered = serialized.get("registered_name") or serialized.get("class_name")
     package, _, cls_name = str(registered).rpartition(">")
     own = package in ("keras_adv", "") and cls_name in known
-    if not own and _registered_attack(str(registered), custom_objects) is None:
+    if not own and _registered_attack(str(registered), custom_objects, attack_class) is None:
         raise UntrustedConfigError(
             f"`{field}` names the class {registered!r}, which is not one of keras_adv's attacks "
             f"({', '.join(sorted(known))}). Only keras_adv's own attack registry is used when loading; "
             "a custom attack is loaded only when its class is registered "
             "(@keras.saving.register_keras_serializable) or passed in `custom_objects` by the user."
         )
-    check_attack_config(serialized.get("config"), field)
-
-
-def check_model_config(config: Dict[str, Any], custom_objects=None) -> Dict[str, Any]:
-    """Checks the keras_adv parts of an `AdversarialModel` config before they are deserialized."""
-    config = dict(config)
-    for field in ("attack", "eval_attack"):
-        value = config.get(field)
-        if value is not None or field == "attack":
-            check_serialized_attack(value, field, custom_objects)
-    objective = config.get("objective")
-    if objective is not None and not isinstance(objective, str):
-        check_serialized_objective(objective, custom_objects)
-    return config
-
-
-def check_serialized_objective(serialized: Any, custom_objects=None) -> None:
-    """A serialized objective must name a registered `keras_adv.models.objectives.Objective` subclass."""
-    import keras
-
-    from keras_adv.models import objectives
-
-    registered = serialized.get("registered_name") or serialized.get("class_name") if isinstance(
-        serialized, dict) else None
-    try:
-        cls = keras.saving.get_registered_object(str(registered), custom_objects=custom_objects)
-    except Exception:  # noqa: BLE001 - a lookup failure is "not registered"
-        cls = None
-    if not (isinstance(cls, type) and issubclass(cls, objectives.Objective)):
-        raise UntrustedConfigError(
-            f"`objective` in a saved config must be a registered objective name ({', '.join(objectives.available())}) "
-            f"or a serialized registered Objective; got {registered if registered else type(serialized).__name__!r}."
-        )
+    check_attack_config(serialized.get("config"), field, attack_class=attack_class)

@@ -434,8 +434,7 @@ def test_many_attacks_each_tracing_once_do_not_log_the_retracing_warning():
     """Each attack traces its own function once; TensorFlow must not pool them into one
     "N out of the last N calls triggered tf.function retracing" warning (AutoAttack's members
     and epsilon sweeps hit it). A function that really retraces on every call still warns."""
-    from keras_adv.attacks.attack import _compile
-    from keras_adv.evaluation._common import call_function
+    from keras_adv.attacks._tracing import _compile, call_function
 
     model = linear_model(W, np.zeros(2), (4,))
     x = np.full((2, 4), 0.5, "float32")

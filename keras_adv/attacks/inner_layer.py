@@ -101,7 +101,7 @@ class LayerPerturbation:
     Example:
 
     ```python
-    lp = keras_adv.models.inner_layer.LayerPerturbation(text_model, "embedding")
+    lp = keras_adv.attacks.inner_layer.LayerPerturbation(text_model, "embedding")
     delta = lp.craft(keras_adv.attacks.PGD(epsilon=1.0, norm="l2"), token_ids, labels)
     logits_adv = lp.forward(token_ids, delta)          # the model with e + m⊙δ
     ```

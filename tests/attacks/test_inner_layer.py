@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_adv as ka
-from keras_adv.models.inner_layer import LayerPerturbation
+from keras_adv.attacks.inner_layer import LayerPerturbation
 from tests.conftest import run_in_fresh_process
 
 V, T, D, C = 12, 6, 3, 2
