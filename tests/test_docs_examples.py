@@ -5,7 +5,7 @@ models from the presets; attacks.md and evaluation.md in a set-up block), so the
 in order, run in a fresh process with only the training lengths cut to one epoch (slow: they train and
 attack for real). The pages that download data (datasets, text) run the same way inside
 `tfds.testing.mock_data`; distributed.md runs as one worker of MultiWorkerMirroredStrategy (no TF_CONFIG)
-on two logical CPUs. cli.md's block needs a previous CLI run, so for it only the syntax is checked.
+on two logical CPUs. cli.md's block needs a previous CLI export: tests/cli/test_commands.py runs it there.
 """
 
 import os

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import keras
@@ -11,6 +12,8 @@ import tensorflow as tf
 
 import keras_adv as ka
 from keras_adv import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TINY_TRAIN = ["train", "--epochs", "1", "--limit", "128", "--test-limit", "40", "--steps", "2",
               "--eval-steps", "3", "--eval-restarts", "1", "--batch-size", "32", "--quiet",
@@ -88,15 +91,19 @@ def test_evaluate_table_json_png(trained, tmp_path, capsys):
     assert report["run"]["dataset"] == "digits" and report["run"]["split"] == "test"
 
 
-def test_export_answers_through_saved_model_load(trained, tmp_path, capsys):
-    out = tmp_path / "serving" / "1"
+def test_export_answers_through_saved_model_load(trained, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "keras-adv-run" / "serving" / "1"
     assert cli.main(["export", str(trained / "model.keras"), str(out)]) == 0
     printed = capsys.readouterr().out
     assert "serving_default" in printed and "curl" in printed
-    loaded = tf.saved_model.load(str(out))
-    serve = loaded.signatures["serving_default"]
+    # docs/cli.md's "From Python without Keras" block, run as written from the folder holding keras-adv-run/
+    with open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8") as f:
+        (block,) = re.findall(r"```python\n(.*?)```", f.read(), re.S)
     x, _ = ka.datasets.load("digits", "test", limit=5)
-    got = serve(image=tf.constant(x))["predictions"].numpy()
+    monkeypatch.chdir(tmp_path)
+    namespace = {"x": x}
+    exec(block, namespace)
+    got = namespace["logits"].numpy()
     base = keras.models.load_model(trained / "model.keras").base_model
     np.testing.assert_allclose(got, base.predict(x, verbose=0), rtol=1e-4, atol=1e-4)
     request = json.loads((trained / "request.json").read_text())  # a real digits test image (from report.json)
