@@ -48,6 +48,11 @@ def test_every_python_block_parses(doc):
         compile(block, f"{doc} python block {i}", "exec")
 
 
+def test_every_page_with_python_blocks_is_run_somewhere():
+    ran_elsewhere = {"docs/cli.md"}  # tests/cli/test_commands.py::test_export_answers_through_saved_model_load
+    assert {doc for doc in DOCS if _blocks(doc)} == set(RUNNABLE) | set(MOCKED) | ran_elsewhere
+
+
 def test_a_reordered_page_runs_every_block_once():
     for doc, order in ORDER.items():
         assert sorted(order) == list(range(len(_blocks(doc)))), doc
