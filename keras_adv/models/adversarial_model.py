@@ -280,7 +280,9 @@ class AdversarialModel(keras.Model):
 
     def build(self, input_shape):
         self._input_spec_shape = input_shape
-        if not self.base_model.built:
+        # A base without a build() of its own (a subclassed model) creates its weights on its first call, as
+        # in plain Keras; calling Keras' default build() on it would only warn about its "unbuilt state".
+        if not self.base_model.built and type(self.base_model).build is not keras.layers.Layer.build:
             self.base_model.build(input_shape)
         self.built = True
 

@@ -46,7 +46,7 @@ def test_fit_on_it_trains_like_on_the_arrays_unshuffled():
         m.fit(*data, epochs=2, verbose=0, **kw)
         return m.get_weights()
 
-    ours = trained((ka.datasets.batches(x, y, 8, shuffle=False),))
+    ours = trained((ka.datasets.batches(x, y, 8, shuffle=False),), shuffle=False)
     keras_own = trained((x, y), batch_size=8, shuffle=False)
     for a, b in zip(ours, keras_own):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

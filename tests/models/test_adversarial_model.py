@@ -289,3 +289,27 @@ def test_weight_averaging_with_keras_use_ema():
     assert not np.allclose(average[0], live[-1][0], atol=1e-3)  # the average is not the last step's weights
     for got, expected in zip(base.trainable_weights, average):
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unbuilt_subclassed_base_model_trains_without_a_keras_warning():
+    """Plain Keras builds a subclassed model without a build() on its first call, silently; the wrapper
+    used to call Keras' default build() on it, which only warns about the model's "unbuilt state"."""
+    import warnings
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = ka.AdversarialModel(Net(), attack=ka.attacks.FGSM(epsilon=0.1))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        before = model(x).numpy()  # a first call (fit's own symbolic build never warned)
+        model.fit(x, np.zeros(8, "int64"), epochs=1, verbose=0)
+    assert [tuple(w.shape) for w in model.base_model.weights] == [(4, 3), (3,)]
+    assert not np.allclose(model(x).numpy(), before)  # the weights made on the first call are the ones trained

@@ -66,6 +66,8 @@ def fit(model, *args, tmp, **kw):
     kw.setdefault("verbose", 0)
     kw.setdefault("batch_size", 16)
     kw.setdefault("callbacks", [_Ckpt(tmp).cb])
+    if isinstance(args[0], tf.data.Dataset):
+        kw.setdefault("shuffle", False)  # a pipeline shuffles itself (Keras warns otherwise)
     model.fit(*args, **kw)
 
 
@@ -336,8 +338,11 @@ def test_float16_inputs_with_float32_bounds_train_and_attack_in_float32():
 
 
 def test_epsilon_wider_than_the_bounds_warns():
-    with pytest.warns(UserWarning, match=r"epsilon=2 is at least the width of its bounds"):
+    with pytest.warns(UserWarning) as caught:  # the attack warns when built, the model when it wraps it
         _model(attack=ka.attacks.FGSM(epsilon=2.0))
+    messages = [str(w.message) for w in caught]
+    assert any("epsilon=2 is at least the width of its bounds" in m for m in messages), messages
+    assert any("FGSM: `epsilon`=2 is larger than the width of the input domain" in m for m in messages), messages
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _model(attack=ka.attacks.FGSM(epsilon=0.5))
