@@ -33,6 +33,20 @@ def linear_model(weights, bias, input_shape):
     return model
 
 
+def subclassed_dense(units):
+    """A subclassed `keras.Model` holding one Dense layer, with no build() of its own (unbuilt until called)."""
+
+    class SubclassedDense(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(units)
+
+        def call(self, x):
+            return self.dense(x)
+
+    return SubclassedDense()
+
+
 def run_in_fresh_process(code: str, timeout: int = 300) -> str:
     """Runs `code` in a new Python process (fresh TF/Keras state); returns its stdout."""
     import subprocess

@@ -12,7 +12,7 @@ import tensorflow as tf
 import keras_adv as ka
 from keras_adv.attacks import NoInputGradientError
 from tests.attacks.conftest import run_graph
-from tests.conftest import linear_model, run_in_fresh_process
+from tests.conftest import linear_model, run_in_fresh_process, subclassed_dense
 
 W = np.array([[1.0, -1.0], [2.0, 0.5], [-0.5, 1.5], [0.3, 0.3]], "float32")
 
@@ -516,15 +516,7 @@ def test_infer_from_logits_reads_the_last_layer_and_is_none_when_unsure():
     assert infer(_head(layer=keras.layers.Activation("softmax"))) is False
     assert infer(keras.Sequential([keras.layers.Dense(3)])) is None  # unbuilt
 
-    class Sub(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = keras.layers.Dense(3)
-
-        def call(self, x):
-            return self.d(x)
-
-    sub = Sub()
+    sub = subclassed_dense(3)
     sub(np.zeros((1, 4), "float32"))
     assert infer(sub) is None
     assert infer(lambda x: x) is None

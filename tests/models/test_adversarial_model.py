@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_adv as ka
-from tests.conftest import linear_model
+from tests.conftest import linear_model, subclassed_dense
 
 RNG = np.random.default_rng(0)
 D, K = 5, 3
@@ -296,15 +296,7 @@ def test_an_unbuilt_subclassed_base_model_trains_without_a_keras_warning():
     used to call Keras' default build() on it, which only warns about the model's "unbuilt state"."""
     import warnings
 
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(3)
-
-        def call(self, x):
-            return self.dense(x)
-
-    model = ka.AdversarialModel(Net(), attack=ka.attacks.FGSM(epsilon=0.1))
+    model = ka.AdversarialModel(subclassed_dense(3), attack=ka.attacks.FGSM(epsilon=0.1))
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(0).random((8, 4)).astype("float32")
     with warnings.catch_warnings():
