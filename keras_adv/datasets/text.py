@@ -20,6 +20,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from keras_adv.datasets.catalog import _ensure_available
+
 __all__ = ["TEXT_DATASETS", "load_text", "SyntheticText", "synthetic_text", "with_unlabeled"]
 
 #: `load_text` names → (TensorFlow Datasets name, number of classes). All are
@@ -86,8 +88,6 @@ def load_text(
         raise TypeError(f"`vectorizer` must be a keras.layers.TextVectorization, got {type(vectorizer).__name__}.")
 
     tfds_name, _ = TEXT_DATASETS[name.lower()]
-    from keras_adv.datasets.catalog import _ensure_available
-
     _ensure_available(tfds, name.lower(), tfds_name, data_dir, download,
                       offline="keras_adv.datasets.synthetic_text (synthetic, offline)")
     ds = tfds.load(tfds_name, split=split, as_supervised=True, data_dir=data_dir, download=download)

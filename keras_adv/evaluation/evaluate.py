@@ -264,8 +264,8 @@ def evaluate_robustness(
     if adaptive_options is not None:
         report.adaptive = adaptive_lib.run_adaptive(
             model, data, y, report, attacks, epsilons, options=adaptive_options, sample=first_batch.x,
-            evaluate=evaluate_robustness, batch_size=batch_size, seed=seed, verbose=verbose, max_examples=max_examples, shard=shard,
-            plan_epsilons=sorted({float(e) for _, _, e in plan if e is not None}))
+            evaluate=evaluate_robustness, batch_size=batch_size, seed=seed, verbose=verbose,
+            max_examples=max_examples, shard=shard, plan_epsilons=sorted({float(e) for _, _, e in plan if e is not None}))
     return report
 
 

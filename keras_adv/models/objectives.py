@@ -244,7 +244,6 @@ def available():
     return sorted(_REGISTRY)
 
 
-
 def check_serialized(serialized, custom_objects=None) -> None:
     """A serialized objective read from a file must name a registered `Objective` subclass.
 
@@ -262,6 +261,7 @@ def check_serialized(serialized, custom_objects=None) -> None:
             f"`objective` in a saved config must be a registered objective name ({', '.join(available())}) "
             f"or a serialized registered Objective; got {registered if registered else type(serialized).__name__!r}."
         )
+
 
 def get(objective) -> Objective:
     if isinstance(objective, Objective):
