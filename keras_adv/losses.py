@@ -6,6 +6,10 @@ would scale every example's gradient by 1/batch.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+
 import keras
 import tensorflow as tf
 
@@ -132,7 +136,13 @@ def true_and_other(scores, labels):
 
 
 def per_example(loss):
-    """A callable `(y_true, y_pred) -> (batch,)` from a Keras loss, name or function."""
+    """A callable `(y_true, y_pred) -> (batch,)` from a Keras loss, name or function.
+
+    A loss function (given by name, e.g. `"binary_crossentropy"`, or as a
+    plain function) gets its labels' rank matched to the outputs' first, as
+    Keras' `compile` does: attacks take labels `(batch,)`, a single-unit model
+    outputs `(batch, 1)`.
+    """
     if loss is None:
         return None
     if isinstance(loss, str):
@@ -141,8 +151,24 @@ def per_example(loss):
         # `Loss.call` is the unreduced per-example loss by Keras' contract.
         return loss.call
     if callable(loss):
-        return loss
+        if getattr(loss, "__module__", None) == __name__:  # ours take either rank
+            return loss
+        return _rank_matched(loss)
     raise TypeError(f"`loss` must be a Keras loss, a loss name or a callable, got {loss!r}.")
+
+
+def _rank_matched(fn):
+    @functools.wraps(fn)
+    def call(y_true, y_pred):
+        y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+        rt, rp = y_true.shape.rank, y_pred.shape.rank
+        if rt is not None and rp is not None:
+            if rp == rt + 1 and y_pred.shape[-1] == 1:
+                y_true = tf.expand_dims(y_true, -1)
+            elif rt == rp + 1 and y_true.shape[-1] == 1:
+                y_true = tf.squeeze(y_true, -1)
+        return fn(y_true, y_pred)
+    return call
 
 
 def get(loss):
@@ -158,15 +184,43 @@ def get(loss):
     raise TypeError(f"`loss` must be None, a Keras loss, a loss name or a callable, got {loss!r}.")
 
 
-def predicted_class(outputs):
-    """Arg-max class of a batch of scores; a single-unit output is thresholded."""
+def predicted_class(outputs, from_logits=None):
+    """Arg-max class of a batch of scores; a single-unit output is thresholded.
+
+    One unit: a logit is thresholded at 0, a probability at 0.5. `from_logits`
+    says which; when None, the innermost `outputs_from_logits` block decides
+    (attacks open one for the model they attack, reading its last layer), else
+    the batch: a probability when every value lies in [0, 1].
+    """
     outputs = tf.cast(outputs, tf.float32)
     if outputs.shape[-1] == 1:
-        # One unit: a logit (threshold 0) or a probability (threshold 0.5).
-        in_unit = tf.reduce_all((outputs >= 0.0) & (outputs <= 1.0))
-        thr = tf.where(in_unit, 0.5, 0.0)
+        if from_logits is None:
+            from_logits = getattr(_OUTPUT_KIND, "from_logits", None)
+        if from_logits is None:
+            in_unit = tf.reduce_all((outputs >= 0.0) & (outputs <= 1.0))
+            thr = tf.where(in_unit, 0.5, 0.0)
+        else:
+            thr = tf.constant(0.0 if from_logits else 0.5)
         return tf.cast(tf.squeeze(outputs, -1) > thr, tf.int32)
     return tf.argmax(outputs, axis=-1, output_type=tf.int32)
+
+
+_OUTPUT_KIND = threading.local()
+
+
+@contextlib.contextmanager
+def outputs_from_logits(from_logits):
+    """Within the block, `predicted_class` calls without `from_logits` take this value.
+
+    Only a single-unit (binary) output needs it: its values alone cannot say
+    whether they are logits or probabilities. `None` leaves the batch to decide.
+    """
+    previous = getattr(_OUTPUT_KIND, "from_logits", None)
+    _OUTPUT_KIND.from_logits = from_logits
+    try:
+        yield
+    finally:
+        _OUTPUT_KIND.from_logits = previous
 
 
 def label_class(y):

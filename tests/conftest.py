@@ -63,3 +63,16 @@ def run_in_fresh_process(code: str, timeout: int = 300) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"fresh process failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout
+
+
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """keras.io's "Text classification with Transformer" embedding: two Embeddings inside a custom layer
+    (`token_emb` named "tok_emb", masking id 0, and `pos_emb` named "pos_emb")."""
+
+    def __init__(self, maxlen, vocab_size, embed_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.token_emb = keras.layers.Embedding(vocab_size, embed_dim, mask_zero=True, name="tok_emb")
+        self.pos_emb = keras.layers.Embedding(maxlen, embed_dim, name="pos_emb")
+
+    def call(self, x):
+        return self.token_emb(x) + self.pos_emb(keras.ops.arange(0, keras.ops.shape(x)[-1], 1))

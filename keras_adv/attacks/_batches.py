@@ -21,7 +21,7 @@ from typing import Iterator, NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Batch", "batch_seed", "base_seed", "check_shard", "iterate", "num_batches"]
+__all__ = ["Batch", "batch_seed", "base_seed", "check_shard", "iterate", "num_batches", "refuse_dict"]
 
 
 class Batch(NamedTuple):
@@ -97,6 +97,23 @@ def num_batches(data, y=None, *, batch_size: int, max_examples: Optional[int] = 
     return len(range(i, total, n))
 
 
+def refuse_dict(x, argument: str = "data") -> None:
+    """Raises a `TypeError` naming `argument` when the inputs `x` are a dict of named inputs.
+
+    `generate`, `iterate` and `evaluate_robustness` stream `(records, features)`
+    arrays; a dict of named inputs (a functional model with several `keras.Input`s)
+    is attacked by calling the attack on each batch, as `AdversarialModel.fit` does.
+    """
+    if isinstance(x, dict):
+        raise TypeError(
+            f"`{argument}` holds a dict of named inputs ({', '.join(map(repr, list(x)[:6]))}); attack.generate, "
+            "attack.iterate and evaluate_robustness take an array of inputs (or a tf.data.Dataset of (x, y) "
+            "array batches). For a model with named inputs, call the attack on each batch: "
+            "`attack(model, {name: tensor, ...}, y)` returns the dict of adversarial inputs (as "
+            "AdversarialModel.fit does); or give the model one array input."
+        )
+
+
 def _split(data, y):
     if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
         return data[0], data[1]
@@ -126,6 +143,7 @@ def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None
         for k, batch in enumerate(dataset):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("A tf.data.Dataset passed as `data` must yield (x, y) batches.")
+            refuse_dict(batch[0])
             xb = batch[0].numpy() if tf.is_tensor(batch[0]) else np.asarray(batch[0])
             yb = batch[1].numpy() if tf.is_tensor(batch[1]) else np.asarray(batch[1])
             if xb.ndim < 2 or (rank is not None and xb.ndim != rank):
@@ -150,6 +168,7 @@ def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None
                 break
     else:
         x, yy = _split(data, y)
+        refuse_dict(x)
         if yy is None:
             raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
         x, yy = np.asarray(x), np.asarray(yy)

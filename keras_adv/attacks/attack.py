@@ -38,6 +38,7 @@ from keras_adv import norms as norms_lib
 from keras_adv.attacks import _batches, _distribute
 from keras_adv.attacks._tracing import _compile
 from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
+from keras_adv.attacks.inner_layer import embeddings_of
 from keras_adv.utils import trust
 from keras_adv.utils.validation import check_bool, check_bounds, check_number, is_number
 
@@ -171,8 +172,10 @@ class Attack:
                 attack's own seed generator.
             loss: overrides the per-example loss for this call.
         """
+        _check_not_token_ids(self, model, x)
         x = self._validate_x(x)
         y = self._validate_y(y, x)
+        self._check_labels_fit(model, y)
         epsilon = self._validate_epsilon(epsilon, x.dtype)
         if tf.executing_eagerly():
             fn = self._traced_function(model, loss)
@@ -211,12 +214,17 @@ class Attack:
         return functools.partial(losses_lib.crossentropy, from_logits=from_logits)
 
     def _run(self, model, x, y, epsilon, seed, loss_fn):
-        """The attack proper: restarts, budget and domain, non-finite fallback."""
-        if x.dtype == tf.float64:  # attacks compute in float32; the budget is enforced in float64
-            eps_work = None if epsilon is None else tf.cast(epsilon, tf.float32)
-            x_adv = self.perturb_with_restarts(model, tf.cast(x, tf.float32), y, eps_work, seed, loss_fn)
-        else:
-            x_adv = self.perturb_with_restarts(model, x, y, epsilon, seed, loss_fn)
+        """The attack proper: restarts, budget and domain, non-finite fallback.
+
+        Success decisions read from `model`'s last layer whether a single-unit
+        output is a logit or a probability (`losses.outputs_from_logits`).
+        """
+        with losses_lib.outputs_from_logits(losses_lib.infer_from_logits(model)):
+            if x.dtype == tf.float64:  # attacks compute in float32; the budget is enforced in float64
+                eps_work = None if epsilon is None else tf.cast(epsilon, tf.float32)
+                x_adv = self.perturb_with_restarts(model, tf.cast(x, tf.float32), y, eps_work, seed, loss_fn)
+            else:
+                x_adv = self.perturb_with_restarts(model, x, y, epsilon, seed, loss_fn)
         x_adv = self.enforce_budget(x, x_adv, epsilon)
         # A model that outputs NaN can make an attack step NaN: such an example
         # falls back to the clean input, which satisfies budget and domain.
@@ -354,6 +362,11 @@ class Attack:
     # ------------------------------------------------------------ checks
     def _validate_x(self, x):
         desc = f"bounds={self.bounds}" if self.domain.is_scalar else "the attack's domain"
+        if isinstance(x, tf.RaggedTensor):
+            raise TypeError(
+                "`x` is a tf.RaggedTensor: attacks take dense batches of shape (batch, ...). Pad the "
+                "sequences first, e.g. `x.to_tensor()`."
+            )
         if not tf.is_tensor(x):
             x = np.asarray(x)
             if not np.issubdtype(x.dtype, np.floating):
@@ -427,7 +440,41 @@ class Attack:
             raise ValueError(
                 f"`y` must have one label per example of `x`: x has {bx} examples, y has {by}."
             )
+        if y.dtype == tf.string:
+            raise TypeError("`y` must hold integer class labels or one-hot rows, got strings; map the "
+                            "class names to ids first (e.g. with keras.layers.StringLookup).")
+        if tf.executing_eagerly() and y.shape.rank == 1 and tf.size(y) > 0:
+            values = y.numpy()
+            if y.dtype.is_floating and not np.all(np.floor(values) == values):
+                raise ValueError(f"`y` must hold integer class labels, got non-integer values such as "
+                                 f"{float(values[np.floor(values) != values][0]):g}.")
+            if values.min() < 0:
+                raise ValueError(f"`y` must hold class labels >= 0, got {values.min():g}.")
         return y
+
+    @staticmethod
+    def _check_labels_fit(model, y):
+        """Eagerly: labels (or one-hot rows) that fit the number of classes `model` outputs.
+
+        An out-of-range label has an all-zero one-hot row, so its loss and
+        gradient are zero and the attack would silently return `x` unchanged.
+        """
+        if not tf.executing_eagerly() or not isinstance(model, keras.Model):
+            return
+        try:
+            outputs = model.outputs
+        except (AttributeError, ValueError, RuntimeError):  # subclassed or unbuilt: unknown
+            return
+        if not outputs or len(outputs) != 1 or outputs[0].shape[-1] is None:
+            return
+        classes = max(int(outputs[0].shape[-1]), 2)  # a single unit is binary
+        if y.shape.rank == 2:
+            if y.shape[-1] != classes:
+                raise ValueError(f"`y` holds one-hot rows of width {y.shape[-1]}, but the model outputs "
+                                 f"{classes} classes.")
+        elif tf.size(y) > 0 and int(tf.reduce_max(y)) >= classes:
+            raise ValueError(f"`y` has labels outside [0, {classes}) (the model outputs {classes} classes); "
+                             f"got a label {int(tf.reduce_max(y))}.")
 
     def _seed_generator_or_new(self):
         if self._seed_generator is None:
@@ -521,8 +568,10 @@ class Attack:
         _distribute.check_strategy(strategy)
         if not isinstance(data, tf.data.Dataset):
             x_np = data[0] if (isinstance(data, (tuple, list)) and len(data) == 2 and y is None) else data
+            _batches.refuse_dict(x_np)
             if y is None and x_np is data:
                 raise ValueError("`y` is required when `data` is an array of inputs.")
+            _check_not_token_ids(self, model, x_np)
             if not tf.is_tensor(x_np):
                 self._validate_x(np.asarray(x_np)[:1])  # dtype check with a clear error before batching
             batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
@@ -597,6 +646,35 @@ class Attack:
             f"{k}={v!r}" for k, v in config.items() if k not in ("name", "check_inputs")
         )
         return f"keras_adv.attacks.{type(self).__name__}({args})"
+
+
+def _check_not_token_ids(attack, model, x) -> None:
+    """Integer ids given to an input-space attack on a model that embeds tokens: a `TypeError` saying what to use.
+
+    (Integer images, for a model without an Embedding, get `_validate_x`'s advice: scale them to floats.)
+    """
+    if getattr(attack, "discrete_inputs", False) or isinstance(x, (dict, list, tuple)):
+        return
+    if not getattr(getattr(attack, "domain", None), "is_scalar", True):
+        return  # a per-feature domain (tables): its own checks say to cast the records
+    if tf.is_tensor(x):
+        if not x.dtype.is_integer:
+            return
+        dtype = x.dtype.name
+    else:
+        dtype = getattr(x, "dtype", None)
+        if dtype is None or np.dtype(dtype).kind not in "iu":
+            return
+        dtype = np.dtype(dtype).name
+    embeddings = embeddings_of(model)
+    if embeddings:
+        raise TypeError(
+            f"`x` holds integer token ids ({dtype}) and the model embeds them (Embedding "
+            f"{embeddings[0].name!r}): {type(attack).__name__} perturbs continuous inputs, which token ids are "
+            "not. Attack the token ids with keras_adv.attacks.HotFlip, or the embedded sequence with "
+            "perturb_layer='embedding' (AdversarialModel(..., perturb_layer='embedding') in training, "
+            "keras_adv.attacks.inner_layer.LayerPerturbation for one attack)."
+        )
 
 
 def _one_ahead(items):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv import losses as losses_lib
 from keras_adv.attacks import _scores
 from keras_adv.attacks.apgd import APGD
 from keras_adv.attacks._tracing import call_function
@@ -135,8 +136,13 @@ class AutoAttack(Attack):
         """
         predict = call_function(model)
         member_fns = [m.batch_function(model, strategy=strategy) for m in self.attacks]
+        from_logits = losses_lib.infer_from_logits(model)
 
         def call(xb, yb, epsilon, seed):
+            with losses_lib.outputs_from_logits(from_logits):
+                return run(xb, yb, epsilon, seed)
+
+        def run(xb, yb, epsilon, seed):
             x = self._validate_x(xb)
             y = self._validate_y(yb, x)
             eps = float(self.epsilon if epsilon is None else epsilon)

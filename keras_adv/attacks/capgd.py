@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
@@ -13,6 +14,13 @@ from keras_adv.utils.validation import check_number
 from keras_adv.attacks.constrained import ConstrainedAttack
 
 __all__ = ["CAPGD"]
+
+#: What to do when a tabular model has no input gradient (the "no gradient" error's advice).
+NO_GRADIENT_HINT = (
+    "Use keras_adv.attacks.Evolutionary (gradient-free, same `domain`), or ConstrainedAutoAttack, which "
+    "then runs its Evolutionary member only; or make the model differentiable (e.g. a straight-through "
+    "estimator / BPDA, Athalye et al. 2018)."
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
@@ -29,6 +37,16 @@ class CAPGD(ConstrainedAttack):
     * steps move only mutable, non-derived features, in the scaled metric
       (`scale` of the domain), with APGD's momentum and step-size halving at
       checkpoints (restarting from the best point);
+    * mutable one-hot groups, which the budget does not count, take a step
+      of their own at every iteration: the group's gradient normalised by its
+      largest entry, times the *relative* step size `step / ε` (2 at first,
+      halved with the step), on the group's own [0, 1] scale, then the
+      nearest one-hot record (argmax). A category switch is thus explored at
+      any ε > 0 where its first-order gain is large, and the category settles
+      as the step shrinks. (The reference implementation treats one-hot
+      columns as budgeted coordinates of the scaled space, so a switch, a
+      move of 1, is out of reach below ε = 0.5; keras_adv's budget leaves
+      switches free, see docs/tabular.md.);
     * after every step the record is projected onto the ε-ball and
       repaired (clip, freeze immutable, round integers, re-project one-hot
       groups, recompute derived features);
@@ -37,7 +55,7 @@ class CAPGD(ConstrainedAttack):
       highest objective (at worst the clean record).
 
     The first run starts at the clean record, further restarts at random
-    points of the ball.
+    points of the ball with every mutable one-hot group at a random category.
 
     Example:
 
@@ -117,7 +135,7 @@ class CAPGD(ConstrainedAttack):
 
         def evaluate(z):
             # the model's gradient (the one place that reports "no gradient"), then the penalty's
-            (obj, outputs), grad = value_and_gradient(objective, z, name=name)
+            (obj, outputs), grad = value_and_gradient(objective, z, name=name, hint=NO_GRADIENT_HINT)
             if space.relations and self.penalty_weight > 0:
                 with tf.GradientTape() as tape:
                     tape.watch(z)
@@ -132,12 +150,19 @@ class CAPGD(ConstrainedAttack):
         x0_safe = tf.where(valid0[:, None], x0, x)
         neg_inf = tf.fill([batch], tf.constant(-float("inf"), tf.float32))
         step0 = tf.fill([batch], 2.0 * tf.cast(epsilon, dtype))
+        has_groups = bool(np.any(space.step_mask & space.is_categorical))
+        eps_safe = tf.maximum(tf.cast(epsilon, dtype), tf.constant(1e-12, dtype))
         momentum = tf.cast(self.momentum, dtype)
 
         def body(i, x_adv, x_old, grad, step, x_best, g_best, l_best, x_out, found, l_out,
                  prev_loss, n_inc, counter, k, reduced_last, l_best_last):
             a = tf.where(i > 0, momentum, tf.ones([], dtype))
-            z = project(x_adv + step[:, None] * space.ascent_direction(grad, norm))
+            # budgeted features move by `step` in the scaled metric; one-hot groups by the relative
+            # step size step/ε on their own [0, 1] scale (their switches are outside the budget)
+            move = step[:, None] * space.ascent_direction(grad, norm)
+            if has_groups:
+                move += (step / eps_safe)[:, None] * space.categorical_direction(grad)
+            z = project(x_adv + move)
             x_new = project(x_adv + a * (z - x_adv) + (1.0 - a) * (x_adv - x_old))
             loss, g_new, ok, valid = evaluate(x_new)
             # The returned record: the first success, else the valid record of highest objective.

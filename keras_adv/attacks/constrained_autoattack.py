@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
 import keras
@@ -10,6 +11,7 @@ import tensorflow as tf
 _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors here
 
 from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.gradients import NoInputGradientError
 from keras_adv.utils.validation import check_number
 from keras_adv.attacks.autoattack import cascade
 from keras_adv.attacks.capgd import CAPGD
@@ -33,6 +35,11 @@ class ConstrainedAutoAttack(ConstrainedAttack):
     one member succeeds, and that member's valid record is kept). Every
     result lies in the `domain`. Use it as the judge of tabular robustness,
     e.g. in `keras_adv.evaluate_robustness(..., attacks={"caa": attack})`.
+
+    On a model with no gradient with respect to its input (rounding, lookups),
+    the gradient-based members cannot run: the ensemble then runs its
+    gradient-free members only, with a `UserWarning` (without any, it raises
+    `NoInputGradientError`).
 
     Example:
 
@@ -100,7 +107,22 @@ class ConstrainedAutoAttack(ConstrainedAttack):
 
     @_no_autograph
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
-        return cascade(self.attacks, model, x, y, epsilon, seed, self.is_successful)
+        try:
+            return cascade(self.attacks, model, x, y, epsilon, seed, self.is_successful)
+        except NoInputGradientError:
+            # Raised while building the step (at trace time in a graph), before any result exists.
+            free = [a for a in self.attacks if a.gradient_free]
+            if not free:
+                raise
+        # A record counts as broken as soon as one member succeeds, so leaving out the members that
+        # cannot run keeps every result valid and the robust accuracy an upper bound (a weaker one).
+        skipped = [a.name for a in self.attacks if not a.gradient_free]
+        warnings.warn(
+            f"ConstrainedAutoAttack: the model has no gradient with respect to its input, so the "
+            f"gradient-based member(s) {skipped} cannot run; attacking with the gradient-free "
+            f"{[a.name for a in free]} only (a weaker ensemble: robust accuracy may be overstated).",
+            UserWarning)
+        return cascade(free, model, x, y, epsilon, seed, self.is_successful)
 
     def get_config(self):
         config = super().get_config()

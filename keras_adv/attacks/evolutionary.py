@@ -96,7 +96,9 @@ class Evolutionary(ConstrainedAttack):
 
         def fitness(pop):
             """Lower is better: feasibility first, then margin, then distance among successes."""
-            scores = _scores.class_scores(model(pop, training=False), type(self).__name__, model=model)
+            # a single sigmoid unit (binary classifier) counts as two classes, as in CAPGD's loss
+            scores = _scores.class_scores(model(pop, training=False), type(self).__name__,
+                                          allow_single_unit=True, model=model)
             margin = _scores.margin(scores, labels)
             if self.targeted:
                 margin = -margin

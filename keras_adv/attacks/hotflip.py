@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from keras_adv import norms as norms_lib
 from keras_adv.attacks.attack import Attack
-from keras_adv.attacks.inner_layer import LayerPerturbation, _all_layers, find_layer
-from keras_adv.utils.validation import check_number
+from keras_adv.attacks.inner_layer import LayerPerturbation, _all_layers, _mask_of, find_layer
+from keras_adv.utils.validation import check_number, is_number
 
 __all__ = ["HotFlip", "TokenSubstitutions"]
 
@@ -46,11 +46,13 @@ class HotFlip(Attack):
     first-order gain `g_tᵀ(E_b − E_a)` (E the embedding matrix); the `top_k`
     best are then checked with an exact forward pass and the one that raises
     the loss most is applied (none if no candidate raises it). Positions are
-    changed at most once, padding (the embedding's mask) and
-    `protected_tokens` are never changed or introduced, and an example stops
-    once it is misclassified (on target when `targeted`). The threat model
-    is `TokenSubstitutions` (`norm.name == "l0"`): `evaluate_robustness`
-    with `epsilons=[1, 2, 3]` reports robust accuracy under ≤ k
+    changed at most once, and an example stops once it is misclassified (on
+    target when `targeted`). The tokens the Embedding masks (id 0 with
+    `mask_zero=True`) are never changed nor introduced, whatever
+    `protected_tokens` and `allowed_tokens` say; `protected_tokens` are
+    never changed nor introduced either. The threat model is
+    `TokenSubstitutions` (`norm.name == "l0"`): `evaluate_robustness` with
+    `epsilons=[1, 2, 3]` (whole numbers) reports robust accuracy under ≤ k
     substitutions.
 
     Example:
@@ -63,10 +65,15 @@ class HotFlip(Attack):
     ```
 
     Args:
-        max_substitutions: k ≥ 1, the most positions changed per sequence
-            (the attack's ε; `epsilon=` overrides it per call).
-        layer: the `Embedding` layer (name or layer); `None` finds the
-            model's only `keras.layers.Embedding`.
+        max_substitutions: k ≥ 1 (an integer), the most positions changed per
+            sequence: the attack's ε (default 1). `epsilon=` overrides it per
+            call.
+        epsilon: the same budget under the name every attack uses
+            (`HotFlip(epsilon=2)` is `HotFlip(max_substitutions=2)`); giving
+            both with different values is an error.
+        layer: the `Embedding` layer (name or layer), also one held inside
+            a custom layer (e.g. the `token_emb` of a token-and-position
+            embedding); `None` finds the model's only `keras.layers.Embedding`.
         candidates: optional synonym table restricting each substitution
             `a → b` to `b ∈ candidates[a]`: a dict `{token: [ids]}` or an
             int array `(vocab, C)` padded with -1.
@@ -75,11 +82,20 @@ class HotFlip(Attack):
         protected_tokens: ids never changed nor introduced; default
             `(0, 1)`, `TextVectorization`'s padding and OOV tokens.
         top_k: candidates per step checked with an exact forward pass.
+        check_inputs: check that `x` holds ids in `[0, input_dim)` of the
+            Embedding (a `ValueError` naming `x` before any step).
         targeted, loss, seed, name: see `keras_adv.attacks.Attack`.
 
+    HotFlip takes no `bounds` and no `norm` (its threat model is fixed: `"l0"`
+    substitutions of token ids); both are refused with a `ValueError`. It
+    evaluates (`evaluate_robustness`, `generate`); it is not a training
+    attack of `AdversarialModel` (train with a continuous attack and
+    `perturb_layer="embedding"`).
+
     The model's input must be token ids (`TextVectorization` outside the
-    model, e.g. in the `tf.data` pipeline). Memory per step is about
-    batch × length × vocabulary floats without a `candidates` table.
+    model, e.g. in the `tf.data` pipeline), padded to a dense `(batch,
+    length)` tensor. Memory per step is about batch × length × vocabulary
+    floats without a `candidates` table.
     """
 
     #: Works on integer token ids, not floating inputs in `bounds`.
@@ -87,29 +103,53 @@ class HotFlip(Attack):
 
     def __init__(
         self,
-        max_substitutions: int = 1,
+        max_substitutions: Optional[int] = None,
         *,
+        epsilon: Optional[int] = None,
         layer: Optional[str] = None,
         candidates: Union[None, Mapping[int, Sequence[int]], np.ndarray, Sequence[Sequence[int]]] = None,
         allowed_tokens: Union[None, Sequence[int], np.ndarray] = None,
         protected_tokens: Sequence[int] = (0, 1),
         top_k: int = 8,
+        check_inputs: bool = True,
         targeted: bool = False,
         loss=None,
         seed: Optional[int] = None,
         name: Optional[str] = None,
         **kwargs,
     ):
-        for ignored in ("epsilon", "norm", "bounds", "check_inputs"):
-            kwargs.pop(ignored, None)
+        for key in ("bounds", "domain"):
+            if key in kwargs:
+                raise ValueError(
+                    f"HotFlip takes no `{key}`: it substitutes token ids, which the Embedding's vocabulary "
+                    "bounds (ids in [0, input_dim)). Restrict the replacements with `allowed_tokens=`, "
+                    "`protected_tokens=` or `candidates=`."
+                )
+        norm = kwargs.pop("norm", None)
+        if norm is not None and not (isinstance(norm, TokenSubstitutions)
+                                     or (isinstance(norm, str) and norm.lower() == "l0")):
+            raise ValueError(
+                f"HotFlip takes no `norm` (got {norm!r}): its threat model is the number of substituted "
+                "tokens (norm 'l0'). Set that budget with `max_substitutions=` (or `epsilon=`)."
+            )
         if kwargs:
             raise TypeError(f"HotFlip got unexpected arguments: {sorted(kwargs)}.")
-        k = check_number("max_substitutions", max_substitutions, minimum=1, integer=True)
+        if epsilon is not None:
+            budget = check_number("epsilon", epsilon, minimum=1, integer=True)
+            if max_substitutions is not None and check_number(
+                    "max_substitutions", max_substitutions, minimum=1, integer=True) != budget:
+                raise ValueError(
+                    f"HotFlip got `max_substitutions`={max_substitutions!r} and `epsilon`={epsilon!r}: both "
+                    "are the budget (the most substituted tokens per sequence); give one of them."
+                )
+            max_substitutions = budget
+        k = check_number("max_substitutions", 1 if max_substitutions is None else max_substitutions,
+                         minimum=1, integer=True)
         from keras_adv import domains
 
         # Token ids are non-negative integers; the norm placeholder is replaced below.
         super().__init__(epsilon=k, norm="l2", domain=domains.Box(0.0, float("inf")), targeted=targeted,
-                         loss=loss, seed=seed, name=name)
+                         loss=loss, seed=seed, check_inputs=check_inputs, name=name)
         self.norm = TokenSubstitutions()
         self.max_substitutions = k
         if layer is not None and not isinstance(layer, str):
@@ -125,6 +165,8 @@ class HotFlip(Attack):
 
     # ------------------------------------------------------------ checks
     def _validate_x(self, x):
+        if isinstance(x, tf.RaggedTensor):
+            raise TypeError(_RAGGED_MESSAGE)
         if not tf.is_tensor(x):
             x = np.asarray(x)
             if x.dtype.kind in "USO":
@@ -143,44 +185,118 @@ class HotFlip(Attack):
     def _perturbation(self, model):
         lp = self._perturbations.get(model)
         if lp is None:
+            name = getattr(model, "name", model)
             if self.layer is None:
-                embeddings = [l for l in _all_layers(model) if isinstance(l, keras.layers.Embedding)]
-                if len(embeddings) != 1:
+                layers = _all_layers(model)
+                embeddings = [l for l in layers if isinstance(l, keras.layers.Embedding)]
+                if not embeddings:
                     raise ValueError(
-                        f"HotFlip needs `layer=`: model {getattr(model, 'name', model)!r} has "
-                        f"{len(embeddings)} Embedding layers ({[l.name for l in embeddings]})."
+                        f"HotFlip attacks token ids through the model's keras.layers.Embedding, and model "
+                        f"{name!r} has none (its layers: {[l.name for l in layers]}). HotFlip needs a text "
+                        "model whose input is token ids embedded by an Embedding (in the model, in a nested "
+                        "model or held by a custom layer)."
+                    )
+                if len(embeddings) > 1:
+                    raise ValueError(
+                        f"Model {name!r} has {len(embeddings)} Embedding layers ("
+                        + ", ".join(f"{l.name!r} with input_dim={l.input_dim}" for l in embeddings)
+                        + "): name the one that embeds the token ids (the vocabulary) with "
+                        f"`layer=` (e.g. HotFlip(layer={embeddings[0].name!r}))."
                     )
                 layer = embeddings[0]
             else:
                 layer = find_layer(model, self.layer, argument="layer")
-            if not hasattr(layer, "embeddings"):
+            if not isinstance(layer, keras.layers.Embedding) and not hasattr(layer, "embeddings"):
                 raise TypeError(
-                    f"`layer`={layer.name!r} is a {type(layer).__name__}; HotFlip needs an Embedding "
-                    "layer (with an `embeddings` matrix)."
+                    f"`layer`={layer.name!r} is a {type(layer).__name__}, not an Embedding: HotFlip "
+                    "needs the keras.layers.Embedding that embeds the token ids."
                 )
             lp = LayerPerturbation(model, layer)
             self._perturbations[model] = lp
         return lp
+
+    @staticmethod
+    def _vocabulary_size(layer):
+        dim = getattr(layer, "input_dim", None)
+        if dim is None and hasattr(layer, "embeddings"):
+            dim = layer.embeddings.shape[0]
+        return None if dim is None else int(dim)
+
+    def validate_token_ids(self, model, x):
+        """Checks that `x` holds ids of the model's Embedding, `[0, input_dim)`; returns `x`.
+
+        Eagerly a `ValueError` naming `x`; inside a `tf.function` an assert
+        with the same message (before the attack's first step).
+        """
+        x = self._validate_x(x)
+        if not self.check_inputs:
+            return x
+        lp = self._perturbation(model)
+        vocab = self._vocabulary_size(lp.layer)
+        if vocab is None:
+            return x
+        message = (f"`x` holds token ids outside [0, {vocab}), the vocabulary of the Embedding "
+                   f"{lp.layer.name!r} (input_dim={vocab}): use the vectorizer the model was built with "
+                   "(an id >= input_dim has no embedding; ids are never negative).")
+        if tf.executing_eagerly():
+            values = x.numpy()
+            if values.size and (values.min() < 0 or values.max() >= vocab):
+                raise ValueError(f"{message} Got ids in [{values.min()}, {values.max()}].")
+            return x
+        ok = tf.reduce_all((x >= 0) & (x < tf.cast(vocab, x.dtype)))
+        check = tf.debugging.Assert(ok, [message, "min/max id:", tf.reduce_min(x), tf.reduce_max(x)])
+        with tf.control_dependencies([check]):
+            return tf.identity(x)
+
+    @staticmethod
+    def _validate_budget(epsilon):
+        """The per-call budget k as an int32 tensor: a whole number of substitutions, ≥ 0."""
+        def message(value):
+            return (f"`epsilon`={value!r}: HotFlip's budget is a whole number of substituted tokens "
+                    "(the l0 threat model); give an integer >= 0.")
+
+        value = epsilon
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value[()]
+        elif tf.is_tensor(value) and tf.executing_eagerly() and value.shape.rank == 0:
+            value = value.numpy().item()
+        if is_number(value):
+            check_number("epsilon", value, minimum=0.0)
+            if not float(value).is_integer():
+                raise ValueError(message(value))
+            return tf.constant(int(value), tf.int32)
+        value = tf.convert_to_tensor(value)
+        if value.shape.rank not in (None, 0):
+            raise ValueError(f"`epsilon` must be a scalar, got shape {value.shape}.")
+        as_float = tf.cast(value, tf.float32)
+        ok = tf.reduce_all((as_float >= 0.0) & tf.equal(as_float, tf.round(as_float)))  # NaN fails too
+        check = tf.debugging.Assert(ok, [message("a tensor"), "got", value])
+        with tf.control_dependencies([check]):
+            return tf.cast(tf.round(as_float), tf.int32)
 
     # -------------------------------------------------------------- call
     def __call__(self, model, x, y, *, epsilon=None, seed=None, loss=None):
         """Returns token ids with at most k substitutions per sequence (k = `epsilon` or `max_substitutions`)."""
         from keras_adv import losses as losses_lib
 
-        x = self._validate_x(x)
+        x = self.validate_token_ids(model, x)
         y = self._validate_y(y, x)
-        k = self.max_substitutions if epsilon is None else epsilon
-        if isinstance(k, (int, float)):
-            check_number("epsilon", k, minimum=0.0)
-        k = tf.cast(tf.round(tf.cast(k, tf.float32)), tf.int32)
+        self._check_labels_fit(model, y)
+        k = self._validate_budget(self.max_substitutions if epsilon is None else epsilon)
         loss_fn = losses_lib.per_example(loss if loss is not None else self.loss) or losses_lib.crossentropy
-        return tf.stop_gradient(self._flip(model, x, y, k, loss_fn))
+        with losses_lib.outputs_from_logits(losses_lib.infer_from_logits(model)):
+            return tf.stop_gradient(self._flip(model, x, y, k, loss_fn))
 
     def perturb(self, model, x, y, epsilon, seed, loss_fn):
         return self._flip(model, x, y, tf.cast(epsilon, tf.int32), loss_fn)
 
-    def _token_masks(self, vocab):
-        """(allowed as a replacement, protected) boolean vectors over the vocabulary."""
+    def _token_masks(self, vocab, layer):
+        """(allowed as a replacement, protected) boolean vectors over the vocabulary.
+
+        Tokens the layer masks (`Embedding(mask_zero=True)`: id 0) are never
+        introduced, whatever `allowed_tokens` says; their positions are never
+        changed (the mask excludes them from the ranking).
+        """
         def mask_of(ids):
             ids = [i for i in ids if 0 <= i]
             if not ids:
@@ -191,14 +307,18 @@ class HotFlip(Attack):
 
         protected = mask_of(self.protected_tokens)
         allowed = tf.ones([vocab], tf.bool) if self.allowed_tokens is None else mask_of(self.allowed_tokens)
+        kept = _mask_of(layer, (tf.range(vocab)[None, :],), {})  # False for the ids the layer masks
+        if kept is not None and kept.shape.rank == 2:
+            allowed = allowed & tf.reshape(kept, [vocab])
         return allowed & ~protected, protected
 
     def _flip(self, model, x, y, k, loss_fn):
         lp = self._perturbation(model)
+        lp.ensure_built(x)  # a subclassed model before its first call: creates the embedding matrix
         table = lp.layer.embeddings
         emb = tf.cast(tf.convert_to_tensor(table), tf.float32)
         vocab = tf.shape(emb)[0]
-        introducible, protected = self._token_masks(vocab)
+        introducible, protected = self._token_masks(vocab, lp.layer)
         x_orig = tf.cast(x, tf.int32)
         length = tf.shape(x_orig)[1]
         m = self.top_k
@@ -268,12 +388,18 @@ class HotFlip(Attack):
             "allowed_tokens": self.allowed_tokens,
             "protected_tokens": list(self.protected_tokens),
             "top_k": self.top_k,
+            "check_inputs": self.check_inputs,
             "targeted": self.targeted,
             "loss": None if self.loss is None else keras.saving.serialize_keras_object(self.loss),
             "seed": self.seed,
             "name": self.name,
         }
 
+
+_RAGGED_MESSAGE = (
+    "`x` is a tf.RaggedTensor: HotFlip needs token ids of shape (batch, length). Pad the sequences "
+    "first, e.g. `x.to_tensor()` (0 is padding), as `TextVectorization(output_sequence_length=...)` does."
+)
 
 _STRINGS_MESSAGE = (
     "`x` holds strings: HotFlip substitutes token ids. Vectorize outside the model "

@@ -35,21 +35,59 @@ from keras_adv import _compat
 __all__ = ["LayerPerturbation", "find_layer"]
 
 
+def _children(layer):
+    """The layers `layer` holds: its public `layers` (models), then its public attributes.
+
+    Attributes are read from the instance (`vars`): a `Layer`, or a list,
+    tuple or dict of them (nested). Names starting with `_` (Keras'
+    bookkeeping) are skipped; a model's privately named sub-layers are in its
+    public `layers` already.
+    """
+    out = list(getattr(layer, "layers", None) or [])
+    pending = [v for k, v in getattr(layer, "__dict__", {}).items() if not k.startswith("_")]
+    while pending:
+        value = pending.pop(0)
+        if isinstance(value, keras.layers.Layer):
+            out.append(value)
+        elif isinstance(value, dict):
+            pending[:0] = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending[:0] = list(value)
+    return out
+
+
 def _all_layers(model):
-    """Every layer reachable from `model` (depth first, each once)."""
-    seen, out, stack = set(), [], list(getattr(model, "layers", []))[::-1]
+    """Every layer reachable from `model` (depth first, each once), layers nested in custom layers too.
+
+    Besides a model's `layers` (top level only in Keras), the walk enters the
+    layers held in public attributes of any layer (the keras.io
+    `TokenAndPositionEmbedding` pattern: `self.token_emb = Embedding(...)`),
+    with public Keras API only.
+    """
+    seen, out, stack = {id(model)}, [], _children(model)[::-1]
     while stack:
         layer = stack.pop()
         if id(layer) in seen:
             continue
         seen.add(id(layer))
         out.append(layer)
-        stack.extend(list(getattr(layer, "layers", []))[::-1])
+        stack.extend(_children(layer)[::-1])
     return out
 
 
+def embeddings_of(model):
+    """The `Embedding` layers reachable from `model` (`_all_layers`); `[]` where it cannot be walked."""
+    try:
+        return [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.Embedding)]
+    except (AttributeError, TypeError, ValueError):
+        return []
+
+
 def find_layer(model: keras.Model, layer: Union[str, keras.layers.Layer], *, argument="perturb_layer"):
-    """Resolves `layer` (a name or a layer object) to a layer of `model`, searching nested models.
+    """Resolves `layer` (a name or a layer object) to a layer of `model`.
+
+    Nested models are searched, and layers held in the public attributes of
+    custom layers (e.g. the `token_emb` of a `TokenAndPositionEmbedding`).
 
     Raises:
         ValueError: no such layer; the message names `argument` and lists the
@@ -129,12 +167,23 @@ class LayerPerturbation:
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------- forwards
+    def ensure_built(self, x):
+        """Builds an unbuilt model (a subclassed one before its first call) by calling it once on `x[:1]`.
+
+        Keras builds such a model inside its first call by running `call` an
+        extra time; done before the layer is intercepted, that build pass is
+        not mistaken for a second call of the layer (a shared layer).
+        """
+        if not getattr(self.model, "built", True):
+            self.model(x[:1], training=False)
+
     def capture(self, x, training=False):
         """Runs the model once; returns `(outputs, layer_output, mask)`.
 
         `mask` is a float tensor shaped like `layer_output` without its last
         axis plus a trailing 1 (1 = may be perturbed, 0 = padding).
         """
+        self.ensure_built(x)
         record = {}
 
         def hook(out, args, kwargs):
@@ -149,6 +198,7 @@ class LayerPerturbation:
 
     def forward(self, x, delta, training=False):
         """The model's outputs on `x` with the layer's output `e` replaced by `e + m ⊙ δ`."""
+        self.ensure_built(x)
         record = {}
 
         def hook(out, args, kwargs):
@@ -241,6 +291,6 @@ def check_attackable_input(x, perturb_layer: Optional[str]):
     raise TypeError(
         f"Inputs `x` are {kind}: an input-space attack needs floating point inputs. For a text "
         "model pass `perturb_layer=` (e.g. perturb_layer='embedding') to attack the embedded "
-        "sequence, or use keras_adv.attacks.HotFlip on token ids."
+        "sequence; keras_adv.attacks.HotFlip attacks the token ids themselves (for evaluation)."
     )
 

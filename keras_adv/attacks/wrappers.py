@@ -53,7 +53,10 @@ def rebuild(model: keras.Model, wrap: Callable, select: Callable) -> keras.Model
 
     Layers are reused (weights shared, nothing copied). Each call of a layer
     `select(layer)` accepts, with a single tensor input `x` and output `y`,
-    is replaced by `wrap(layer, x, y)` (a KerasTensor). Functional models are
+    is replaced by `wrap(layer, x, y)` (a KerasTensor). `select` is asked
+    about `keras.layers.Layer`s only: the other operations of a functional
+    graph (`keras.ops` calls, such as the `NotEqual` that computes the mask
+    of an `Embedding(mask_zero=True)`) are re-run unchanged. Functional models are
     rebuilt through `keras.models.clone_model(..., call_function=...)`,
     Sequential ones layer by layer, nested models that contain a selected
     layer recursively; a subclassed model is called as one opaque layer (an
@@ -72,7 +75,7 @@ def rebuild(model: keras.Model, wrap: Callable, select: Callable) -> keras.Model
                     "or substitute the subclassed model as a whole (by its name)."
                 )
         out = layer(*args, **kwargs)
-        if select(layer):
+        if isinstance(layer, keras.layers.Layer) and select(layer):
             if len(args) != 1 or not isinstance(args[0], keras.KerasTensor) or not isinstance(out, keras.KerasTensor):
                 raise ValueError(f"layer {layer.name!r} must take one tensor and return one tensor.")
             out = wrap(layer, args[0], out)
@@ -130,6 +133,7 @@ class _BackwardSubstitute(keras.layers.Layer):
     def __init__(self, substitute=None, **kwargs):
         super().__init__(**kwargs)
         self.substitute = substitute
+        self.supports_masking = True  # `y`'s mask (an Embedding's padding) goes on downstream
 
     def call(self, inputs):
         x, y = inputs
@@ -137,6 +141,9 @@ class _BackwardSubstitute(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(inputs[1].shape, dtype=inputs[0].dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask[1] if isinstance(mask, (list, tuple)) else mask
 
 
 class _Apply(keras.layers.Layer):

@@ -135,7 +135,7 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
             @tf.function(reduce_retracing=True)
             def correct(xb, yb, seed):
                 x_adv = attack(target, xb, yb, seed=seed)
-                pred = losses_lib.predicted_class(target(x_adv, training=False))
+                pred = losses_lib.predicted_class(target(x_adv, training=False), losses_lib.infer_from_logits(target))
                 return tf.cast(tf.equal(pred, losses_lib.label_class(yb)), tf.float32)
 
             self._attack_fn = correct

@@ -18,6 +18,7 @@ def run(args) -> int:
         shape = "x".join(map(str, d["input_shape"]))
         print(f"  {d['name']:<14} {shape:<8} {d['num_classes']:>3} classes  {d['description']}")
     print("model presets (--model):\n  " + ", ".join(table["presets"]))
+    print("  (text models: keras_adv.models.presets.text_classifier(vocab_size, ...) in Python, docs/text.md)")
     print("attacks (--attack, --attacks, --judges):\n  " + ", ".join(table["attacks"]))
     print("objectives (--objective):\n  " + ", ".join(table["objectives"]))
     return 0

@@ -122,6 +122,9 @@ def check_dataset(name: str):
 
 def check_preset(name: str):
     presets = library().models.presets
+    if name.lower() == "text_classifier":
+        raise CLIError("text_classifier is a text model, built for a vocabulary: the command line trains the image "
+                       "and tabular datasets of `keras-adv list`. Train it in Python (docs/text.md).")
     if name.lower() not in presets.available():
         raise CLIError(f"unknown model preset {name!r}. Available presets: {', '.join(presets.available())}.")
 

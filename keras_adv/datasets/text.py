@@ -207,6 +207,9 @@ def with_unlabeled(x_labeled, y_labeled, x_unlabeled, *, placeholder_label: int 
     Returns `(x, y, sample_weight)`: unlabeled examples get the placeholder
     label and weight 0, so the supervised term ignores them while the VAT
     term uses every example. Pass them as `model.fit(x, y, sample_weight=w)`.
+    `x` has a dtype that holds both inputs unchanged: the longer string
+    width of two string arrays, the wider of two integer (token id) types,
+    else `x_labeled`'s dtype.
     """
     x_labeled, x_unlabeled = np.asarray(x_labeled), np.asarray(x_unlabeled)
     y_labeled = np.asarray(y_labeled)
@@ -216,7 +219,7 @@ def with_unlabeled(x_labeled, y_labeled, x_unlabeled, *, placeholder_label: int 
         raise ValueError(
             f"`x_unlabeled` examples must have the shape of `x_labeled`'s: {x_unlabeled.shape[1:]} "
             f"vs {x_labeled.shape[1:]}.")
-    x = np.concatenate([x_labeled, x_unlabeled.astype(x_labeled.dtype)])
+    x = np.concatenate([x_labeled, x_unlabeled.astype(_common_dtype(x_labeled.dtype, x_unlabeled.dtype))])
     y = np.concatenate([y_labeled, np.full((len(x_unlabeled),) + y_labeled.shape[1:], placeholder_label,
                                            y_labeled.dtype)])
     w = np.concatenate([np.ones(len(x_labeled), np.float32), np.zeros(len(x_unlabeled), np.float32)])
@@ -224,3 +227,19 @@ def with_unlabeled(x_labeled, y_labeled, x_unlabeled, *, placeholder_label: int 
         order = np.random.default_rng(seed).permutation(len(x))
         x, y, w = x[order], y[order], w[order]
     return x, y, w
+
+
+def _common_dtype(labeled, unlabeled):
+    """The dtype of the mixed inputs: nothing truncated (strings) or wrapped around (token ids)."""
+    text = [d.kind in "USO" for d in (labeled, unlabeled)]
+    if any(text):
+        if not all(text):
+            raise TypeError(
+                f"`x_labeled` ({labeled}) and `x_unlabeled` ({unlabeled}) must both be strings or both be "
+                "numbers (e.g. both token ids from the same vectorizer)."
+            )
+        return np.result_type(labeled, unlabeled)  # the longer of two string widths
+    if labeled.kind in "iu" and unlabeled.kind in "iu":
+        wider = np.result_type(labeled, unlabeled)
+        return wider if wider.kind in "iu" else np.dtype(np.int64)  # (int64 with uint64 would be float)
+    return labeled

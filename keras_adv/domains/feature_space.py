@@ -36,7 +36,7 @@ _no_autograph = tf.autograph.experimental.do_not_convert  # no Python control fl
 
 from keras_adv.domains.base import Domain
 from keras_adv.domains.checker import check_examples
-from keras_adv.domains.relations import Relation
+from keras_adv.domains.relations import LessEqual, Relation
 
 __all__ = ["FeatureSpace"]
 
@@ -53,6 +53,23 @@ def _as_vector(name, value, n, dtype, default):
             f"got shape {arr.shape}."
         )
     return arr.astype(dtype)
+
+
+def _as_mask(name, value, n, default):
+    """A per-feature bool mask from None (`default`), a bool, or one bool (or 0/1) per feature."""
+    if value is not None:
+        arr = np.asarray(value)
+        hint = (" ('auto' is understood by FeatureSpace.from_data, which detects integer columns from the data)"
+                if name == "integer" else "")
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(
+                f"`{name}` must be a bool mask (True/False per feature, or one bool for all), got {value!r}"
+                f"{hint}. To name features, build the mask from `names`, e.g. "
+                f"[n in {{...}} for n in names].")
+        if arr.dtype.kind != "b" and not np.all((arr == 0) | (arr == 1)):
+            raise ValueError(f"`{name}` must be a bool mask (True/False per feature), got {value!r}; "
+                             "it is not a list of feature indices.")
+    return _as_vector(name, value, n, bool, default)
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")
@@ -132,8 +149,8 @@ class FeatureSpace(Domain):
                 f"Bounds reversed for feature {self._fname(j)}: `lower`[{j}] = {self.lower[j]:g} > "
                 f"`upper`[{j}] = {self.upper[j]:g}."
             )
-        self.mutable = _as_vector("mutable", mutable, n, bool, True)
-        self.integer = _as_vector("integer", integer, n, bool, False)
+        self.mutable = _as_mask("mutable", mutable, n, True)
+        self.integer = _as_mask("integer", integer, n, False)
         self.categorical = [self._indices(f"categorical[{g}]", grp) for g, grp in enumerate(categorical or [])]
         seen = {}
         for g, grp in enumerate(self.categorical):
@@ -157,6 +174,14 @@ class FeatureSpace(Domain):
             for j in rel.outputs:
                 if not 0 <= j < n:
                     raise ValueError(f"`relations`[{i}] ({rel.name!r}): `outputs` index {j} is outside 0..{n - 1}.")
+                if not self.mutable[j]:
+                    # the repair would rewrite it while the attacks freeze it: every attacked record would
+                    # break the relation or the immutability and fall back to the clean record
+                    raise ValueError(
+                        f"`relations`[{i}] ({rel.name!r}): its repair writes feature {self._fname(j)} (`outputs`), "
+                        "which `mutable` declares immutable. A derived feature follows the features it is "
+                        "computed from and is not counted in the budget: declare it mutable (it changes only "
+                        "when its inputs do), or drop the relation's `repair`/`outputs`.")
             derived[rel.outputs] = True
         self.derived = derived
         if scale is None:
@@ -214,27 +239,63 @@ class FeatureSpace(Domain):
     def _relation(self, i, rel):
         if isinstance(rel, dict):
             rel = keras.saving.deserialize_keras_object(rel)
-        if isinstance(rel, Relation):
-            return rel
-        if callable(rel):
-            return Relation(rel, kind="<=", name=getattr(rel, "__name__", f"relations[{i}]"))
-        raise TypeError(f"`relations`[{i}] must be a keras_adv.domains.Relation or a callable g(x) <= 0, got {rel!r}.")
+        if not isinstance(rel, Relation):
+            if not callable(rel):
+                raise TypeError(f"`relations`[{i}] must be a keras_adv.domains.Relation or a callable g(x) <= 0, "
+                                f"got {rel!r}.")
+            rel = Relation(rel, kind="<=", name=getattr(rel, "__name__", f"relations[{i}]"))
+        if isinstance(rel.fn, LessEqual):
+            # feature names resolved against `names`, indices checked against the number of features
+            try:
+                fn = rel.fn.resolve(self.names, self.n_features)
+            except ValueError as e:
+                raise ValueError(f"`relations`[{i}] ({rel.name!r}): {e}") from None
+            if fn is not rel.fn:
+                rel = Relation(fn, kind=rel.kind, tolerance=rel.tolerance, repair=rel.repair, outputs=rel.outputs,
+                               name=rel.name)
+        return rel
 
     def _check_relation_shapes(self):
+        """Runs every relation (and repair) once on a probe batch, eagerly and in a graph.
+
+        Attacks and `AdversarialModel.fit` run relations inside `tf.function`:
+        one written with NumPy (or anything that needs concrete values) works
+        eagerly but not there. It is refused here, naming the relation, rather
+        than deep inside `fit`. (The graph probe only builds the ops in a
+        throwaway `tf.Graph`; nothing is traced or run.)
+        """
         probe = np.where(np.isfinite(self.lower), self.lower, np.where(np.isfinite(self.upper), self.upper, 0.0))
         probe = np.stack([probe, probe]).astype(np.float32)
+        n = self.n_features
         for i, rel in enumerate(self.relations):
-            try:
-                v = rel.fn(tf.constant(probe))
-            except Exception as e:  # noqa: BLE001 - re-raised with the relation named
-                raise ValueError(f"`relations`[{i}] ({rel.name!r}) fails on a (2, {self.n_features}) batch "
-                                 f"of records: {type(e).__name__}: {e}") from None
-            shape = tuple(getattr(v, "shape", np.shape(v)))
-            if len(shape) not in (1, 2) or shape[0] != 2:
-                raise ValueError(
-                    f"`relations`[{i}] ({rel.name!r}) must return one value per record, shape (batch,) or "
-                    f"(batch, k); for x of shape (2, {self.n_features}) it returned shape {shape}."
-                )
+            for what, fn in (("relation", rel.fn), ("repair", rel.repair)):
+                if fn is None:
+                    continue
+                where = f"`relations`[{i}] ({rel.name!r})" + ("" if what == "relation" else ": its `repair`")
+                try:
+                    v = fn(tf.constant(probe))
+                except Exception as e:  # noqa: BLE001 - re-raised with the relation named
+                    raise ValueError(f"{where} fails on a (2, {n}) batch of records: {type(e).__name__}: {e}") from None
+                if isinstance(fn, LessEqual):
+                    continue  # graph-safe by construction (and the shape is right)
+                try:
+                    with tf.Graph().as_default():
+                        fn(tf.constant(probe))
+                except Exception as e:  # noqa: BLE001 - re-raised with the relation named
+                    raise ValueError(
+                        f"{where} works eagerly but fails in a TensorFlow graph, where attacks and "
+                        f"AdversarialModel.fit run it (inside tf.function): {type(e).__name__}: {_first_line(e)} "
+                        "Write it with TensorFlow ops (tf.* or keras.ops) on the tensor `x`, not NumPy.") from None
+                shape = tuple(getattr(v, "shape", np.shape(v)))
+                if what == "repair":
+                    if shape != (2, n):
+                        raise ValueError(f"{where} must return records of the input's shape (batch, {n}); for x "
+                                         f"of shape (2, {n}) it returned shape {shape}.")
+                elif len(shape) not in (1, 2) or shape[0] != 2:
+                    raise ValueError(
+                        f"{where} must return one value per record, shape (batch,) or "
+                        f"(batch, k); for x of shape (2, {n}) it returned shape {shape}."
+                    )
 
     def _const(self, value, dtype):
         return tf.constant(value, dtype=dtype)
@@ -332,10 +393,37 @@ class FeatureSpace(Domain):
 
     @_no_autograph
     def ascent_direction(self, grad, norm):
-        """The steepest-ascent step for `grad` in the scaled metric, zero on features that cannot move."""
+        """The steepest-ascent step for `grad` in the scaled metric, on the budgeted features.
+
+        Zero on features that cannot move and on one-hot groups: those are not
+        in the budget and take their own step (`categorical_direction`).
+        """
         scale = self._const(self.scale, grad.dtype)
-        g = grad * scale * self._const(self.step_mask, grad.dtype)
+        g = grad * scale * self._const(self.step_mask & ~self.is_categorical, grad.dtype)
         return norm.normalize(g) * scale
+
+    @_no_autograph
+    def categorical_direction(self, grad):
+        """The ascent step of the mutable one-hot groups, each on its own scale (zero elsewhere).
+
+        Per group, `grad` divided by its largest magnitude in the group, so every
+        entry lies in [-1, 1] whatever the model's gradient scale. A step of
+        relative size `r` followed by `repair` (argmax, the nearest one-hot
+        vertex) switches from the current category `c` to `j` where
+        `r · (d_j − d_c) > 1`: large steps explore switches of large
+        first-order gain, small steps leave the category alone. One-hot groups
+        are not in the budget (see the module docstring), so their step does
+        not depend on ε.
+        """
+        out = tf.zeros_like(grad)
+        for grp in self.categorical:
+            if not self.step_mask[grp[0]]:
+                continue
+            g = tf.gather(grad, grp, axis=1)
+            peak = tf.reduce_max(tf.abs(g), axis=1, keepdims=True)
+            d = tf.math.divide_no_nan(g, peak)
+            out = out + tf.matmul(d, tf.constant(_scatter_matrix(grp, self.n_features), grad.dtype))
+        return out
 
     @_no_autograph
     def penalty(self, x):
@@ -347,9 +435,21 @@ class FeatureSpace(Domain):
 
     @_no_autograph
     def random_start(self, x, epsilon, norm, seed):
-        """A random point of the budget ball around `x` (then projected into the space)."""
-        delta = norm.random_start(tf.shape(x), epsilon, seed, x.dtype) * self._const(self.scale, x.dtype)
-        return self.budget_project(x, x + delta * self._const(self.step_mask, x.dtype), epsilon, norm)
+        """A random point of the budget ball around `x`, each mutable one-hot group at a random category.
+
+        A category switch is not counted in the budget, so a random point of
+        the space within the budget may have any category (drawn uniformly).
+        """
+        s_ball, s_cat = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        delta = norm.random_start(tf.shape(x), epsilon, s_ball, x.dtype) * self._const(self.scale, x.dtype)
+        x0 = x + delta * self._const(self.step_mask & ~self.is_categorical, x.dtype)
+        groups = [g for g in self.categorical if self.step_mask[g[0]]]
+        if groups:
+            # a uniform draw per coordinate; repair's argmax makes each group a uniformly random category
+            draw = tf.random.stateless_uniform(tf.shape(x), s_cat, dtype=x.dtype)
+            cat = self._const(self.is_categorical & self.step_mask, x.dtype)
+            x0 = x0 * (1.0 - cat) + draw * cat
+        return self.budget_project(x, x0, epsilon, norm)
 
     @_no_autograph
     def budget_project(self, x, x_adv, epsilon, norm):
@@ -503,12 +603,23 @@ class FeatureSpace(Domain):
                 f"relations={len(self.relations)})")
 
 
-def _set_columns(x, idx, values, n):
-    """`x` with columns `idx` replaced by `values` (batch, len(idx)), graph-safe."""
+def _first_line(e):
+    line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return line if line.endswith(".") else line + "."
+
+
+def _scatter_matrix(idx, n):
+    """The `(len(idx), n)` 0/1 matrix that places `len(idx)` columns at positions `idx` of `n`."""
     idx = list(idx)
     scatter = np.zeros((len(idx), n), np.float32)
     scatter[np.arange(len(idx)), idx] = 1.0
+    return scatter
+
+
+def _set_columns(x, idx, values, n):
+    """`x` with columns `idx` replaced by `values` (batch, len(idx)), graph-safe."""
+    idx = list(idx)
     keep = np.ones(n, np.float32)
     keep[idx] = 0.0
-    s = tf.constant(scatter, x.dtype)
+    s = tf.constant(_scatter_matrix(idx, n), x.dtype)
     return x * tf.constant(keep, x.dtype) + tf.matmul(values, s)

@@ -16,7 +16,7 @@ Serialization: a relation serializes when its function does, i.e. a
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -41,26 +41,77 @@ def _serialize_fn(fn, what):
         raise ValueError(f"{what} cannot be serialized ({e}).") from None
 
 
+def _feature_refs(arg, items):
+    """A list of feature references from `items`: ints (indices) and strs (names)."""
+    out = []
+    for item in np.atleast_1d(np.asarray(items, dtype=object)).tolist():
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            out.append(int(item))
+        elif isinstance(item, (float, np.floating)) and float(item).is_integer():
+            out.append(int(item))
+        else:
+            raise TypeError(f"LessEqual: `{arg}` must list feature indices or names, got {item!r}.")
+    return out
+
+
 @keras.saving.register_keras_serializable(package="keras_adv")
 class LessEqual:
-    """`x[:, left] ≤ x[:, right] + margin`, elementwise over index lists (a linear `g(x) ≤ 0`).
+    """`x[:, left] ≤ x[:, right] + margin`, elementwise over feature lists (a linear `g(x) ≤ 0`).
+
+    `left` and `right` list feature indices or names; names are resolved by the
+    `FeatureSpace` the relation is given to (from its `names`), which also
+    checks every index against its number of features.
 
     Example: every "worst" measurement of the breast-cancer table is at least
-    its "mean": `LessEqual(left=[0, 1, ...], right=[20, 21, ...])`.
+    its "mean": `LessEqual(left=[0, 1, ...], right=[20, 21, ...])`, or
+    `LessEqual(left=["syn_packets"], right=["fwd_packets"])`.
     """
 
-    def __init__(self, left: Sequence[int], right: Sequence[int], margin: float = 0.0):
-        self.left = [int(i) for i in np.atleast_1d(left)]
-        self.right = [int(i) for i in np.atleast_1d(right)]
+    def __init__(self, left: Sequence[Union[int, str]], right: Sequence[Union[int, str]], margin: float = 0.0):
+        self.left = _feature_refs("left", left)
+        self.right = _feature_refs("right", right)
         if len(self.left) != len(self.right) or not self.left:
             raise ValueError(
-                f"LessEqual: `left` and `right` must be non-empty index lists of the same length, "
+                f"LessEqual: `left` and `right` must be non-empty lists of features of the same length, "
                 f"got {len(self.left)} and {len(self.right)}."
             )
         self.margin = float(margin)
 
+    def resolve(self, names: Optional[Sequence[str]], n_features: int) -> "LessEqual":
+        """This relation on feature indices: names looked up in `names`, indices checked against `n_features`.
+
+        Returns `self` when it already holds valid indices only. Raises a
+        `ValueError` naming the argument for an unknown name or an index
+        outside `0..n_features - 1`.
+        """
+        resolved = {}
+        for arg in ("left", "right"):
+            out = []
+            for item in getattr(self, arg):
+                if isinstance(item, str):
+                    if names is None or item not in names:
+                        known = "the FeatureSpace has no `names`" if names is None else f"`names` are {list(names)}"
+                        raise ValueError(f"LessEqual `{arg}` names feature {item!r}, which is not a feature "
+                                         f"name ({known}).")
+                    out.append(list(names).index(item))
+                else:
+                    if not 0 <= item < n_features:
+                        raise ValueError(f"LessEqual `{arg}` holds index {item}, outside 0..{n_features - 1} "
+                                         f"(the FeatureSpace has {n_features} features).")
+                    out.append(item)
+            resolved[arg] = out
+        if resolved["left"] == self.left and resolved["right"] == self.right:
+            return self
+        return LessEqual(resolved["left"], resolved["right"], margin=self.margin)
+
     @_no_autograph
     def __call__(self, x):
+        unresolved = [i for i in self.left + self.right if isinstance(i, str)]
+        if unresolved:
+            raise ValueError(f"LessEqual names features {unresolved}: give it to a FeatureSpace with `names` "
+                             "(which resolves them), or use feature indices.")
         x = tf.convert_to_tensor(x)
         return tf.gather(x, self.left, axis=1) - tf.gather(x, self.right, axis=1) - self.margin
 

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv import losses as losses_lib
 from keras_adv.attacks import _batches
 from keras_adv.attacks._tracing import call_function
 from keras_adv.attacks.attack import Attack
@@ -77,13 +78,18 @@ def labels_of(y: np.ndarray) -> np.ndarray:
     return y.reshape(-1).astype(np.int64)
 
 
-def predicted_classes(outputs: np.ndarray) -> np.ndarray:
-    """Arg-max classes; a single-unit output is thresholded (0.5 for probabilities, 0 for logits)."""
+def predicted_classes(outputs: np.ndarray, from_logits: Optional[bool] = None) -> np.ndarray:
+    """Arg-max classes; a single-unit output is thresholded (0.5 for probabilities, 0 for logits).
+
+    `from_logits` (`losses.infer_from_logits(model)`) says which a single unit
+    holds; None leaves the batch to decide (probabilities if all lie in [0, 1]).
+    """
     outputs = np.asarray(outputs)
     if outputs.shape[-1] == 1:
         o = outputs[..., 0]
-        thr = 0.5 if ((o >= 0) & (o <= 1)).all() else 0.0
-        return (o > thr).astype(np.int64)
+        if from_logits is None:
+            from_logits = not ((o >= 0) & (o <= 1)).all()
+        return (o > (0.0 if from_logits else 0.5)).astype(np.int64)
     return outputs.argmax(-1).astype(np.int64)
 
 
@@ -94,11 +100,16 @@ def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def to_probs(outputs: np.ndarray) -> np.ndarray:
+def predict_classes(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's classes over `x`: `predicted_classes` of `predict`, single units read from its last layer."""
+    return predicted_classes(predict(model, x, batch_size), losses_lib.infer_from_logits(model))
+
+
+def to_probs(outputs: np.ndarray, from_logits: Optional[bool] = None) -> np.ndarray:
     """Softmax probabilities from logits or probabilities (auto-detected, like the losses)."""
     outputs = np.asarray(outputs, np.float64)
     if outputs.shape[-1] == 1:  # one unit: a probability, or a logit
-        in_unit = ((outputs >= 0) & (outputs <= 1)).all()
+        in_unit = ((outputs >= 0) & (outputs <= 1)).all() if from_logits is None else not from_logits
         return outputs if in_unit else 1.0 / (1.0 + np.exp(-outputs))
     is_prob = (outputs >= 0).all() and np.allclose(outputs.sum(-1), 1.0, atol=1e-3)
     if is_prob:

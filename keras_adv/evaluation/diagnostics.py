@@ -157,6 +157,7 @@ class _LayerProbe(keras.layers.Layer):
         super().__init__(**kwargs)
         self.layer = layer
         self.measure = measure
+        self.supports_masking = True  # `y`'s mask (an Embedding's padding) goes on downstream
 
     def call(self, inputs):
         x, y = inputs
@@ -166,6 +167,9 @@ class _LayerProbe(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(inputs[1].shape, dtype=inputs[1].dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask[1] if isinstance(mask, (list, tuple)) else mask
 
 
 def _probe_candidate(layer) -> bool:
@@ -483,9 +487,9 @@ def diagnose_gradient_masking(
     meas: Dict[str, Any] = {}
 
     def acc_of(x_eval):
-        return float(np.mean(_common.predicted_classes(_common.predict(model, x_eval, batch_size)) == labels))
+        return float(np.mean(_common.predict_classes(model, x_eval, batch_size) == labels))
 
-    clean_correct = _common.predicted_classes(_common.predict(model, x, batch_size)) == labels
+    clean_correct = _common.predict_classes(model, x, batch_size) == labels
     meas["clean_accuracy"] = float(clean_correct.mean())
 
     warnings += check_gradients(model, x[:batch_size], y[:batch_size])
@@ -548,7 +552,7 @@ def diagnose_gradient_masking(
     if unbounded_attack is not None:
         if has_gradient or _is_gradient_free(unbounded_attack):
             x_u = _common.run_attack(unbounded_attack, model, x, y, batch_size=batch_size, seed=seed)
-            pred = _common.predicted_classes(_common.predict(model, x_u, batch_size))
+            pred = _common.predict_classes(model, x_u, batch_size)
             n_ok = clean_correct.sum()
             rate = float(((pred != labels) & clean_correct).sum() / n_ok) if n_ok else 1.0
             meas["unbounded_success_rate"] = rate

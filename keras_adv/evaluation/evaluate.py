@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv import losses as losses_lib
 from keras_adv.attacks import _batches, _distribute
 from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.gradients import NoInputGradientError
+from keras_adv.attacks.inner_layer import embeddings_of
+from keras_adv.domains.feature_space import FeatureSpace
 from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 from keras_adv.evaluation.report import AttackResult, RobustnessReport
@@ -143,6 +146,13 @@ def evaluate_robustness(
     for name, attack in attacks.items():
         if not isinstance(attack, Attack):
             raise TypeError(f"`attacks[{name!r}]` must be a keras_adv.attacks.Attack, got {type(attack).__name__}.")
+        if getattr(attack, "targeted", False):
+            raise ValueError(
+                f"`attacks[{name!r}]` is targeted, but evaluate_robustness passes the *true* labels: a targeted "
+                "attack would steer each example towards its own class and measure nothing. Use an untargeted "
+                "attack (targeted=False); AutoAttack's APGD-T/FAB-T members pick their target classes themselves."
+            )
+    _check_one_input_kind(attacks)
     norms = {a.norm.name for a in attacks.values()}
     if epsilons is not None:
         if len(norms) > 1:
@@ -153,18 +163,31 @@ def evaluate_robustness(
         epsilons = sorted({check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
         if not epsilons:
             raise ValueError("`epsilons` must hold at least one budget.")
+        fractional = [e for e in epsilons if not float(e).is_integer()]
+        if norms == {"l0"} and fractional:
+            raise ValueError(
+                f"`epsilons` must be whole numbers for the l0 threat model of token attacks (ε counts the "
+                f"substituted tokens), got {[float(e) for e in fractional]}; e.g. epsilons=[1, 2, 3]."
+            )
     if minimal_attack is not None and not isinstance(minimal_attack, Attack):
         raise TypeError(f"`minimal_attack` must be a keras_adv.attacks.Attack, got {type(minimal_attack).__name__}.")
     if not isinstance(data, tf.data.Dataset):
         if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
             data, y = data
+        _batches.refuse_dict(data)
+        if isinstance(data, tf.RaggedTensor):
+            raise TypeError("`data` is a tf.RaggedTensor: pad the sequences to a dense (examples, length) "
+                            "batch first, e.g. `data.to_tensor()`.")
         if y is None:
             raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
         data, y = np.asarray(data), np.asarray(y)
         if discrete and not np.issubdtype(data.dtype, np.integer):
             raise TypeError(f"`data` must hold integer token ids for token attacks, got dtype {data.dtype}.")
         if not discrete and not np.issubdtype(data.dtype, np.floating):
-            raise TypeError(f"`data` must hold floating-point inputs, got dtype {data.dtype}.")
+            raise TypeError(_input_space_message(model, data.dtype, attacks))
+        if discrete:  # ids outside the Embedding's vocabulary: a named error before any attack runs
+            for attack in attacks.values():
+                attack.validate_token_ids(model, data if max_examples is None else data[:max_examples])
     elif y is not None:
         raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")
     verbose = 1 if verbose == "auto" else int(verbose)
@@ -189,12 +212,16 @@ def evaluate_robustness(
     acc = _Accumulator(plan, minimal_run is not None)
     not_applicable: Dict[str, str] = {}
     predict = _common.call_function(model)
+    from_logits = losses_lib.infer_from_logits(model)  # what a single-unit output holds, when known
     first_batch = None
     done = 0
     for batch in _batches.iterate(data, y, batch_size=batch_size, max_examples=max_examples, shard=shard,
                                   check_float=not discrete):
         if first_batch is None:
             first_batch = batch
+        if discrete and isinstance(data, tf.data.Dataset):  # streamed ids: checked batch by batch
+            for attack in attacks.values():
+                attack.validate_token_ids(model, batch.x)
         labels = _common.labels_of(batch.y)
         out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, None if discrete else tf.float32)),
                                np.float32)
@@ -204,8 +231,8 @@ def evaluate_robustness(
                 f"`y` has labels outside [0, {classes}) (the model outputs {classes} classes); got labels in "
                 f"[{labels.min()}, {labels.max()}]."
             )
-        clean_ok = _predicted(out_clean) == labels
-        acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean), labels),
+        clean_ok = _predicted(out_clean, from_logits) == labels
+        acc.add_clean(batch, labels, clean_ok, _true_prob(_common.to_probs(out_clean, from_logits), labels),
                       num_classes=out_clean.shape[-1])
         for i, run in enumerate(runs):
             if run.name in not_applicable:
@@ -217,9 +244,9 @@ def evaluate_robustness(
                 not_applicable[run.name] = "the model has no input gradient"
                 continue
             out_adv = np.asarray(predict(tf.convert_to_tensor(x_adv)), np.float32)
-            pred_adv = _predicted(out_adv)
+            pred_adv = _predicted(out_adv, from_logits)
             acc.add_attack(i, correct=clean_ok & (pred_adv == labels),
-                           p_true=_true_prob(_common.to_probs(out_adv), labels),
+                           p_true=_true_prob(_common.to_probs(out_adv, from_logits), labels),
                            perturbation=np.asarray(run.attack.norm.distance(batch.x, x_adv)),
                            x_adv=x_adv, pred_adv=pred_adv)
             done += 1
@@ -227,7 +254,7 @@ def evaluate_robustness(
                 bar.update(done)
         if minimal_run is not None:
             x_min = minimal_run(batch)
-            pred = _predicted(np.asarray(predict(tf.convert_to_tensor(x_min))))
+            pred = _predicted(np.asarray(predict(tf.convert_to_tensor(x_min))), from_logits)
             acc.add_minimal(np.asarray(minimal_attack.norm.distance(batch.x, x_min)),
                             (pred != labels) & clean_ok)
             done += 1
@@ -236,10 +263,13 @@ def evaluate_robustness(
 
     if (not_applicable and len(not_applicable) == len({name for name, _, _ in plan})
             and adaptive_options is None):  # adaptive mode goes on: BPDA or a gradient-free attack will run
+        tabular = all(isinstance(getattr(a, "domain", None), FeatureSpace) for a in attacks.values())
+        suggestion = ("keras_adv.attacks.Evolutionary (with the same `domain`)" if tabular
+                      else "keras_adv.attacks.Square")
         raise NoInputGradientError(
             "The model has no gradient with respect to its input, and every attack given needs "
             f"one ({', '.join(not_applicable)}): add a gradient-free attack such as "
-            "keras_adv.attacks.Square to `attacks`."
+            f"{suggestion} to `attacks`."
         )
     report = acc.report(
         norm=sorted(norms)[0] if len(norms) == 1 else "mixed",
@@ -267,6 +297,35 @@ def evaluate_robustness(
             evaluate=evaluate_robustness, batch_size=batch_size, seed=seed, verbose=verbose,
             max_examples=max_examples, shard=shard, plan_epsilons=sorted({float(e) for _, _, e in plan if e is not None}))
     return report
+
+
+def _check_one_input_kind(attacks) -> None:
+    """Token attacks (integer ids, l0) and input-space attacks (floating inputs) do not mix in one call."""
+    tokens = [n for n, a in attacks.items() if getattr(a, "discrete_inputs", False)]
+    if tokens and len(tokens) < len(attacks):
+        def describe(names):
+            return ", ".join(f"{n!r} ({type(attacks[n]).__name__}, {attacks[n].norm.name})" for n in names)
+
+        raise ValueError(
+            f"`attacks` mix token attacks ({describe(tokens)}), which substitute integer token ids, with "
+            f"input-space attacks ({describe([n for n in attacks if n not in tokens])}), which perturb "
+            "floating-point inputs: their inputs and threat models differ. Evaluate each kind in its own call."
+        )
+
+
+def _input_space_message(model, dtype, attacks) -> str:
+    """The error for non-floating `data` given to input-space attacks (integer ids of a text model named)."""
+    scalar = all(getattr(a.domain, "is_scalar", True) for a in attacks.values())  # not tables (FeatureSpace)
+    if scalar and np.issubdtype(dtype, np.integer):
+        embeddings = embeddings_of(model)
+        if embeddings:
+            return (
+                f"`data` holds integer token ids ({dtype}) and the model embeds them (Embedding "
+                f"{embeddings[0].name!r}), but the attacks given perturb floating-point inputs. Evaluate "
+                "robustness to token substitutions with keras_adv.attacks.HotFlip, e.g. "
+                "attacks={'hotflip': keras_adv.attacks.HotFlip(max_substitutions=3)}, epsilons=[1, 2, 3]."
+            )
+    return f"`data` must hold floating-point inputs, got dtype {dtype}."
 
 
 class _Run:

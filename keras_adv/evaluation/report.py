@@ -360,8 +360,7 @@ class RobustnessReport:
         w0 = max([len(n) for n in names + list(self.not_applicable)] + [len("worst case"), len("attack")]) + 2
         head = "attack".ljust(w0) + "".join(f"ε={e:<8.4g}" for e in eps)
         lines = [
-            f"Robustness report: {self.num_examples} examples, {self.norm} threat model, bounds "
-            + (f"{self.bounds}" if not isinstance(self.bounds[0], list) else f"per feature ({len(self.bounds[0])} features)"),
+            f"Robustness report: {self.num_examples} examples, {self._threat_model()}",
             f"clean accuracy: {self.clean_accuracy:.4f}",
             "",
             "robust accuracy",
@@ -415,6 +414,14 @@ class RobustnessReport:
         return "\n".join(lines)
 
     __repr__ = __str__
+
+    def _threat_model(self) -> str:
+        """The header's description of the threat model (token attacks have no input bounds)."""
+        if self.norm == "l0":
+            return "l0 threat model (token substitutions: ε = substituted tokens per sequence)"
+        if isinstance(self.bounds[0], list):
+            return f"{self.norm} threat model, bounds per feature ({len(self.bounds[0])} features)"
+        return f"{self.norm} threat model, bounds {self.bounds}"
 
     def plot(self, path: Optional[str] = None, *, title: Optional[str] = None):
         """Robust accuracy vs ε, one curve per attack plus the worst case; saved to `path` if given.

@@ -125,14 +125,14 @@ def transfer_matrix(
 
     src = {n: model_of(n, m) for n, m in sources.items()}
     tgt = {n: (src[n] if n in src and targets[n] is sources.get(n) else model_of(n, m)) for n, m in targets.items()}
-    clean_ok = {n: _common.predicted_classes(_common.predict(m, x, batch_size)) == labels for n, m in tgt.items()}
+    clean_ok = {n: _common.predict_classes(m, x, batch_size) == labels for n, m in tgt.items()}
     eps = "default" if epsilon is None else check_number("epsilon", epsilon, minimum=0.0)
     acc = np.zeros((len(src), len(tgt)))
     rate = np.zeros((len(src), len(tgt)))
     for i, (sn, sm) in enumerate(src.items()):
         x_adv = _common.run_attack(attack, sm, x, y_raw, epsilon=eps, batch_size=batch_size, seed=seed)
         for j, (tn, tm) in enumerate(tgt.items()):
-            ok = _common.predicted_classes(_common.predict(tm, x_adv, batch_size)) == labels
+            ok = _common.predict_classes(tm, x_adv, batch_size) == labels
             acc[i, j] = ok.mean()
             n = clean_ok[tn].sum()
             rate[i, j] = (clean_ok[tn] & ~ok).sum() / n if n else np.nan

@@ -41,29 +41,34 @@ class AttackSuccessRate(WeightedMeanMetric):
         targeted: whether the attack was targeted.
         only_correct: count only examples the model got right on clean inputs
             (untargeted only).
+        from_logits: for a single-unit output, whether it is a logit (`True`)
+            or a probability (`False`); `None` decides per batch (a
+            probability when every value lies in [0, 1]).
     """
 
     def __init__(self, name: str = "attack_success_rate", targeted: bool = False,
-                 only_correct: bool = True, dtype=None):
+                 only_correct: bool = True, from_logits: Optional[bool] = None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.targeted = bool(targeted)
         self.only_correct = bool(only_correct)
+        self.from_logits = from_logits
 
     def update_state(self, y_true, y_pred_clean, y_pred_adv, sample_weight=None):
         label = losses_lib.label_class(y_true)
-        pred_adv = losses_lib.predicted_class(y_pred_adv)
+        pred_adv = losses_lib.predicted_class(y_pred_adv, self.from_logits)
         w = _weights(sample_weight, tf.shape(label)[0])
         if self.targeted:
             success = tf.equal(pred_adv, label)
         else:
             success = tf.not_equal(pred_adv, label)
             if self.only_correct:
-                correct = tf.equal(losses_lib.predicted_class(y_pred_clean), label)
+                correct = tf.equal(losses_lib.predicted_class(y_pred_clean, self.from_logits), label)
                 w = w * tf.cast(correct, tf.float32)
         self.accumulate(success, w)
 
     def get_config(self):
-        return {**super().get_config(), "targeted": self.targeted, "only_correct": self.only_correct}
+        return {**super().get_config(), "targeted": self.targeted, "only_correct": self.only_correct,
+                "from_logits": self.from_logits}
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")

@@ -58,7 +58,7 @@ class RobustAccuracy(WeightedMeanMetric):
     the same number when the attack returns misclassified inputs unchanged
     (AutoAttack does), and is what Keras' `adv_accuracy` in `fit` logs means
     (accuracy on the adversarial batch). Single-unit (sigmoid) outputs are
-    thresholded.
+    thresholded: at 0 for logits, at 0.5 for probabilities.
 
     Example:
 
@@ -67,18 +67,27 @@ class RobustAccuracy(WeightedMeanMetric):
     m.update_state(y, model(attack(model, x, y)), y_pred_clean=model(x))
     m.result()
     ```
+
+    Args:
+        from_logits: for a single-unit output, whether it is a logit (`True`)
+            or a probability (`False`); `None` decides per batch (a
+            probability when every value lies in [0, 1]).
     """
 
-    def __init__(self, name: str = "robust_accuracy", dtype=None):
+    def __init__(self, name: str = "robust_accuracy", from_logits: Optional[bool] = None, dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self.from_logits = from_logits
 
     def update_state(self, y_true, y_pred, sample_weight=None, *, y_pred_clean=None):
         label = losses_lib.label_class(y_true)
-        correct = tf.equal(losses_lib.predicted_class(y_pred), label)
+        correct = tf.equal(losses_lib.predicted_class(y_pred, self.from_logits), label)
         if y_pred_clean is not None:
-            correct = correct & tf.equal(losses_lib.predicted_class(y_pred_clean), label)
+            correct = correct & tf.equal(losses_lib.predicted_class(y_pred_clean, self.from_logits), label)
         w = _weights(sample_weight, tf.shape(label)[0])
         self.accumulate(correct, w)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}
 
 
 @keras.saving.register_keras_serializable(package="keras_adv")

@@ -144,7 +144,8 @@ class AdversarialModel(keras.Model):
             KL), `"mart"` (Wang et al. 2020), or another registered
             `keras_adv.models.objectives.Objective` (instance or name).
         eval_attack: the attack used by `evaluate()`/validation; defaults to
-            `attack`.
+            `attack` at its own ε (`attack.epsilon`), whatever ε schedule
+            (`model.epsilon`) the training is at.
         seed: seed of the wrapper's random stream (random starts). Under a
             `tf.distribute` strategy the seed is folded with the replica id,
             so replicas attack their shards with different random starts.
@@ -317,6 +318,8 @@ class AdversarialModel(keras.Model):
         from_logits = None
         if isinstance(loss, keras.losses.Loss):
             from_logits = loss.get_config().get("from_logits")
+        if from_logits is None:  # e.g. a loss by name: the base model's last layer may say
+            from_logits = losses_lib.infer_from_logits(self.base_model)
         self._margin_tracker.from_logits = from_logits
         self._from_logits = from_logits
 
@@ -589,8 +592,10 @@ class AdversarialModel(keras.Model):
         if self.eval_attack is not None:
             x_adv = self._craft(self.eval_attack, x, y, None, self._attack_loss(self.eval_attack))
         else:
+            # The attack's own ε, the threat model, not the scheduled training ε (`self.epsilon`,
+            # 0 during a DelayedStart): val_adv_* must mean the same thing every epoch.
             x_adv = self._craft(
-                self.attack, x, y, self._epsilon,
+                self.attack, x, y, None,
                 self._attack_loss(self.attack, self._objective_attack_loss(x)),
             )
         y_clean = self(x, training=False)

@@ -168,7 +168,12 @@ _PRESETS = {"small_cnn": small_cnn, "small_resnet": small_resnet, "tabular_mlp":
 
 
 def available():
-    """The preset names `get()` accepts."""
+    """The preset names `get()` accepts (and `keras-adv train --model`): models built for a dataset's input shape.
+
+    `text_classifier` is not among them: it is built for a vocabulary, not an
+    input shape (`keras_adv.models.presets.text_classifier(vocab_size, ...)`),
+    and the command line trains no text datasets.
+    """
     return sorted(_PRESETS)
 
 
@@ -181,6 +186,12 @@ def get(name: str, input_shape: Sequence[int], num_classes: int, **options) -> k
         ValueError: unknown `name` (the message lists the available presets),
             or bad `input_shape`/`num_classes`.
     """
+    if isinstance(name, str) and name.lower() == "text_classifier":
+        raise ValueError(
+            "`text_classifier` is built for a vocabulary, not an input shape: call "
+            "keras_adv.models.presets.text_classifier(vocab_size, num_classes, sequence_length=...) directly. "
+            f"Presets built by name: {', '.join(available())}."
+        )
     if not isinstance(name, str) or name.lower() not in _PRESETS:
         raise ValueError(f"Unknown model preset {name!r}. Available presets: {', '.join(available())}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:

@@ -116,8 +116,12 @@ def _describe(bounds):
     return "(per-feature lower/upper arrays)"
 
 
-def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefix="") -> None:
-    """Checks in-memory data before `fit`/`evaluate`; raises `ValueError`/`TypeError` naming the argument."""
+def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, domain=None, arg_prefix="") -> None:
+    """Checks in-memory data before `fit`/`evaluate`; raises `ValueError`/`TypeError` naming the argument.
+
+    With `domain` (the attack's `keras_adv.domains.FeatureSpace`), `x` is checked by the space's own
+    `check` (bounds, integers, one-hot groups, relations; the offending feature named) instead of `bounds`.
+    """
     p = arg_prefix
     if getattr(model, "perturb_layer", None) is not None:
         # Inner-layer perturbation (text): the inputs are token ids or strings, the attack acts on
@@ -125,6 +129,7 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
         n = len(x)
         if n == 0:
             raise ValueError(f"`{p}x` is empty: there is nothing to train on or evaluate.")
+        _check_token_ids(model, x, f"{p}x")
         if y is not None:
             y = _as_array(f"{p}y", y)
             if len(y) != n:
@@ -141,7 +146,7 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
         raise TypeError(
             f"`{p}x` must be floating point, scaled to the attack bounds {bounds}; got dtype {x.dtype}. "
             "Convert integer images first, e.g. x.astype('float32') / 255; for the token ids of a text "
-            "model pass `perturb_layer=` (e.g. perturb_layer='embedding') or attack with HotFlip."
+            "model pass `perturb_layer=` (e.g. perturb_layer='embedding') to attack the embedded sequence."
         )
     expected = input_shape(model)
     if expected is not None and (len(expected) != x.ndim or any(
@@ -154,7 +159,10 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
     if not finite.all():
         bad = int(np.argwhere(~finite.reshape(n, -1).all(axis=1))[0, 0])
         raise ValueError(f"`{p}x` contains NaN or infinite values (first at example {bad}).")
-    if bounds is not None:
+    if domain is not None:
+        # a tabular record outside its space (bounds, integer, one-hot, relation) is refused naming the feature
+        domain.check(x, argument=f"{p}x")
+    elif bounds is not None:
         lo, hi = (np.asarray(b, dtype="float64") for b in bounds)  # scalars or per-feature arrays
         xmin, xmax = float(x.min()), float(x.max())
         if np.any(x < lo) or np.any(x > hi):
@@ -180,6 +188,33 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, arg_prefi
             raise ValueError(f"`{p}sample_weight` contains NaN or infinite values.")
         if (sw < 0).any():
             raise ValueError(f"`{p}sample_weight` must be >= 0, got a minimum of {float(sw.min()):.4g}.")
+
+
+def _check_token_ids(model, x, name) -> None:
+    """Integer inputs fed straight to the perturbed `Embedding` must be ids in `[0, input_dim)`.
+
+    Checked only where the Embedding takes the model's input itself (functional
+    and Sequential models): otherwise an id out of range would fail as a raw
+    gather error inside the first step.
+    """
+    base = getattr(model, "base_model", model)
+    layer = getattr(getattr(model, "_perturbation", None), "layer", None)  # the wrapper's resolved layer
+    try:
+        direct = isinstance(layer, keras.layers.Embedding) and layer.input is base.inputs[0]
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
+        return
+    if not direct:
+        return
+    ids = np.asarray(x.numpy() if tf.is_tensor(x) else x)
+    if ids.dtype.kind not in "iu" or not ids.size:
+        return
+    lo, hi = ids.min(), ids.max()
+    if lo < 0 or hi >= layer.input_dim:
+        raise ValueError(
+            f"`{name}` holds token ids outside [0, {layer.input_dim}), the vocabulary of the Embedding "
+            f"{layer.name!r} (input_dim={layer.input_dim}); got ids in [{lo}, {hi}]. Use the vectorizer the "
+            "model was built with (an id >= input_dim has no embedding; ids are never negative)."
+        )
 
 
 def _check_labels(name, y, kind, classes):
@@ -270,6 +305,15 @@ def check_wrapper_attacks(attack, eval_attack) -> None:
     for arg, a in (("attack", attack), ("eval_attack", eval_attack)):
         if a is None:
             continue
+        if getattr(a, "discrete_inputs", False):
+            raise ValueError(
+                f"`{arg}` is {type(a).__name__}, a token attack (it substitutes token ids): AdversarialModel "
+                "trains and evaluates against a continuous perturbation. For a text model pass a continuous "
+                "attack (keras_adv.attacks.PGD, FGSM or VirtualAdversarial) with perturb_layer='embedding' "
+                "(adversarial training in embedding space), and measure robustness to substitutions with "
+                "keras_adv.evaluate_robustness(base_model, token_ids, labels, "
+                f"attacks={{'hotflip': {type(a).__name__}(...)}})."
+            )
         if getattr(a, "targeted", False):
             raise ValueError(
                 f"`{arg}` is targeted ({a!r}), but AdversarialModel passes the *true* labels to it: a targeted "
@@ -294,13 +338,24 @@ def _bind(method_name, args, kwargs):
     return out
 
 
-def _bounds_of(model, method_name):
+def _checked_attack(model, method_name):
+    """The attack whose input checks apply to `method_name`'s data (None when it checks nothing)."""
     attack = getattr(model, "attack", None)
     if method_name == "evaluate" and getattr(model, "eval_attack", None) is not None:
         attack = model.eval_attack
     if attack is None or not getattr(attack, "check_inputs", True):
         return None
-    return getattr(attack, "bounds", None)
+    return attack
+
+
+def _bounds_of(model, method_name):
+    return getattr(_checked_attack(model, method_name), "bounds", None)
+
+
+def _feature_space_of(model, method_name):
+    """The attack's domain when it checks records itself, naming the feature (a `FeatureSpace`), else None."""
+    domain = getattr(_checked_attack(model, method_name), "domain", None)
+    return domain if callable(getattr(domain, "check", None)) else None
 
 
 def precheck(model, method_name, args, kwargs) -> None:
@@ -312,7 +367,7 @@ def precheck(model, method_name, args, kwargs) -> None:
     multi_input = isinstance(x, (list, tuple)) and any(isinstance(e, (np.ndarray, tf.Tensor)) for e in x)
     if _is_array_like(x) and not multi_input:
         check_arrays(model, x, y if _is_array_like(y) else None, sw if _is_array_like(sw) else None,
-                     bounds=bounds)
+                     bounds=bounds, domain=_feature_space_of(model, method_name))
     elif x is None:
         raise ValueError(f"`x` is required by {method_name}(): pass the training inputs.")
     if method_name == "fit":
@@ -320,7 +375,8 @@ def precheck(model, method_name, args, kwargs) -> None:
         _check_dataset("validation_data", vd)
         if isinstance(vd, (list, tuple)) and len(vd) in (2, 3) and _is_array_like(vd[0]):
             check_arrays(model, vd[0], vd[1], vd[2] if len(vd) == 3 else None,
-                         bounds=_bounds_of(model, "evaluate"), arg_prefix="validation_data ")
+                         bounds=_bounds_of(model, "evaluate"), domain=_feature_space_of(model, "evaluate"),
+                         arg_prefix="validation_data ")
 
 
 def _snapshot(model):
@@ -340,7 +396,10 @@ def _clean_message(e) -> Optional[str]:
     msg = str(getattr(e, "message", e))
     if MARKER in msg:
         tail = msg[msg.index(MARKER) + len(MARKER):]
-        return tail.split("\n\t [[")[0].split("\n\n")[0].strip().replace("\n", " ")
+        tail = tail.split("\n\t [[")[0].split("\n\n")[0].strip().replace("\n", " ")
+        # tf.debugging.Assert prints "[text] [value] [value]": text and values, without the brackets.
+        text, *values = tail.removesuffix("]").split("] [")
+        return f"{text.strip()} {', '.join(values)}." if values else text.strip()
     m = _TF_LABEL_ERROR.search(msg)
     if m:
         return f"`y` has labels outside [0, {m.group(2)}) (got the label {m.group(1)})."

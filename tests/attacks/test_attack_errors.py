@@ -103,3 +103,34 @@ def test_multi_output_model_is_rejected():
     model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(2)(inputs)])
     with pytest.raises(ValueError, match=r"single-output model"):
         ka.attacks.FGSM(epsilon=0.1)(model, np.full((2, 4), 0.5, "float32"), [0, 1])
+
+
+@pytest.mark.parametrize(
+    "labels,match",
+    [
+        (np.full(3, 2), r"`y` has labels outside \[0, 2\)"),            # an all-zero one-hot row: zero gradient
+        (np.full(3, -1), r"`y` must hold class labels >= 0"),
+        (np.eye(3, dtype="float32")[[0, 1, 2]], r"one-hot rows of width 3, but the model outputs 2"),
+        (np.array([0.5, 1.0, 0.0], np.float32), r"`y` must hold integer class labels, got non-integer"),
+        (np.array(["cat", "dog", "cat"]), r"`y` must hold integer class labels or one-hot rows, got strings"),
+    ],
+)
+@pytest.mark.parametrize("call", ["eager", "generate"])
+def test_labels_that_do_not_fit_the_model_are_refused_by_a_standalone_attack(model, labels, match, call):
+    # Out-of-range labels once made the attack return x unchanged without a word.
+    x = np.full((3, 4), 0.5, np.float32)
+    attack = ka.attacks.FGSM(epsilon=0.1)
+    with pytest.raises((ValueError, TypeError), match=match):
+        if call == "eager":
+            attack(model, x, labels)
+        else:
+            attack.generate(model, x, labels, verbose=0)
+
+
+def test_hotflip_refuses_labels_outside_the_models_classes():
+    inputs = keras.Input((4,), dtype="int32")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(10, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(h))
+    ids = np.ones((3, 4), np.int32)
+    with pytest.raises(ValueError, match=r"`y` has labels outside \[0, 2\)"):
+        ka.attacks.HotFlip(1)(model, ids, np.array([0, 1, 5]))

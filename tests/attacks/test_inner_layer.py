@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_adv as ka
 from keras_adv.attacks.inner_layer import LayerPerturbation
-from tests.conftest import run_in_fresh_process
+from tests.conftest import TokenAndPositionEmbedding, run_in_fresh_process
 
 V, T, D, C = 12, 6, 3, 2
 IDS = np.array([[3, 4, 5, 0, 0, 0], [1, 2, 3, 4, 5, 6], [7, 8, 0, 0, 0, 0]], "int32")
@@ -158,8 +158,20 @@ def test_bad_inputs_name_the_argument():
         model.fit(IDS, Y, epochs=1, verbose=0)
     for w0, w1 in zip(weights, base.get_weights()):
         np.testing.assert_array_equal(w0, w1)  # raised before any weight changed
-    with pytest.raises(TypeError, match="`x` must be a floating-point"):
-        pgd(base, IDS, Y)
+    with pytest.raises(TypeError, match="`x` holds integer token ids.*HotFlip.*perturb_layer='embedding'"):
+        pgd(base, IDS, Y)  # not "x.astype('float32') / 255": the model embeds its integer inputs
+    # token ids outside the Embedding's vocabulary: named before any step (not a raw gather error)
+    model = ka.AdversarialModel(base, attack=pgd, perturb_layer="embedding")
+    model.compile(optimizer="adam", loss=LOSS)
+    for bad in (V, -1):
+        ids = IDS.copy()
+        ids[0, 0] = bad
+        with pytest.raises(ValueError, match=r"`x` holds token ids outside \[0, 12\).*'embedding'"):
+            model.fit(ids, Y, epochs=1, verbose=0)
+        with pytest.raises(ValueError, match=r"`validation_data x` holds token ids outside \[0, 12\)"):
+            model.fit(IDS, Y, validation_data=(ids, Y), epochs=1, verbose=0)
+    for w0, w1 in zip(weights, base.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
 
 
 def test_subclassed_layer_output_dtype_checked_on_first_use():
@@ -182,6 +194,53 @@ def test_subclassed_layer_output_dtype_checked_on_first_use():
     m(IDS)
     with pytest.raises(TypeError, match="perturb_layer.*'ids'.*int32"):
         LayerPerturbation(m, "ids").craft(ka.attacks.FGSM(epsilon=1.0, norm="l2"), IDS, Y)
+
+
+
+
+def test_an_embedding_inside_a_custom_layer_is_perturbed():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T,), dtype="int32")
+    tok_pos = TokenAndPositionEmbedding(T, V, 4)
+    base = keras.Model(inputs, keras.layers.Dense(C)(keras.layers.GlobalAveragePooling1D()(tok_pos(inputs))))
+    for layer in ("tok_emb", tok_pos.token_emb):
+        lp = LayerPerturbation(base, layer)
+        assert lp.layer is tok_pos.token_emb
+        delta = lp.craft(ka.attacks.PGD(epsilon=1.0, norm="l2", steps=2), IDS, Y).numpy()
+        assert np.all(delta[IDS == 0] == 0.0) and np.abs(delta).sum() > 0  # the inner Embedding's mask
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=1.0, norm="l2", steps=2),
+                                perturb_layer="tok_emb", seed=0)
+    model.compile(optimizer="adam", loss=LOSS)
+    hist = model.fit(np.tile(IDS, (2, 1)), np.tile(Y, 2), epochs=1, batch_size=6, verbose=0)
+    assert np.isfinite(hist.history["adv_loss"]).all()
+    with pytest.raises(ValueError, match="`perturb_layer`='tok' is not a layer.*'tok_emb'.*'pos_emb'"):
+        LayerPerturbation(base, "tok")  # the nested names are listed
+
+
+def test_unbuilt_subclassed_model_trains_in_embedding_space():
+    # Keras builds a subclassed model inside its first call by running `call` once more: that pass
+    # is not a second call of the perturbed layer (a shared layer).
+    keras.utils.set_random_seed(0)
+    base = SubclassedText()
+    assert not base.built
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=1.0, norm="l2", steps=2),
+                                perturb_layer="embedding", seed=0)
+    model.compile(optimizer="adam", loss=LOSS)
+    hist = model.fit(IDS, Y, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["adv_loss"]).all()
+    # a layer really called twice is still refused
+    class Twice(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.embedding = keras.layers.Embedding(V, 4, name="embedding")
+            self.pool = keras.layers.GlobalAveragePooling1D()
+            self.out = keras.layers.Dense(C)
+
+        def call(self, x):
+            return self.out(self.pool(self.embedding(x) + self.embedding(x)))
+
+    with pytest.raises(ValueError, match="runs more than once in one forward pass"):
+        LayerPerturbation(Twice(), "embedding").capture(IDS)
 
 
 @pytest.mark.slow

@@ -196,3 +196,135 @@ def test_dict_inputs_move_only_the_named_numeric_features():
     assert moved > 0.5
     flat, flat0 = space.flatten(x_adv).numpy(), space.flatten(data).numpy()
     assert check_examples(space, flat, flat0, epsilon=EPS).valid.all()
+
+
+# ------------------------------------------------------------- audit findings
+def _category_table(n=300, seed=0):
+    """A one-hot group (3 categories) and one numeric feature; the label is "category 0"."""
+    rng = np.random.default_rng(seed)
+    cat = rng.integers(0, 3, n)
+    x = np.column_stack([np.eye(3)[cat], rng.random(n)]).astype("float32")
+    y = (cat == 0).astype("int64")
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=30, batch_size=32, verbose=0)
+    return model, x, y, FeatureSpace(lower=0, upper=1, n_features=4, categorical=[[0, 1, 2]])
+
+
+def test_capgd_switches_a_one_hot_category_at_a_small_budget():
+    # A one-hot switch is outside the budget ("for any eps > 0, mutable one-hot groups may switch category"),
+    # so CAPGD must explore it at eps = 0.05: one-hot coordinates once moved by the step 2 eps and argmax
+    # snapped them back, so no switch happened below eps = 0.25 (accuracy stayed 1.0).
+    model, x, y, space = _category_table()
+    assert _robust(model, x, y) > 0.95
+    eps = 0.05
+    x_adv = A.CAPGD(eps, domain=space, steps=10, seed=0)(model, x, y).numpy()
+    result = check_examples(space, x_adv, x, epsilon=eps)
+    assert result.valid.all(), result.messages
+    assert np.abs(x_adv[:, 3] - x[:, 3]).max() <= eps + 1e-6  # the budget still holds on the numeric feature
+    assert (x_adv[:, :3] != x[:, :3]).any(axis=1).mean() > 0.5
+    assert _robust(model, x_adv, y) < 0.2
+
+
+def test_capgd_restarts_start_from_random_categories():
+    space = FeatureSpace(lower=0, upper=1, n_features=4, categorical=[[0, 1, 2]])
+    x = tf.constant(np.tile([[1.0, 0.0, 0.0, 0.5]], (300, 1)).astype("float32"))
+    x0 = space.random_start(x, 0.05, ka.norms.Linf(), tf.constant([1, 2])).numpy()
+    assert check_examples(space, x0, x.numpy(), epsilon=0.05).valid.all()
+    counts = np.bincount(x0[:, :3].argmax(1), minlength=3)
+    assert counts.min() > 60, counts  # roughly uniform over the three categories
+
+
+@pytest.mark.parametrize("name", ["Evolutionary", "ConstrainedAutoAttack"])
+def test_single_sigmoid_unit_is_attacked_like_capgd_does(name):
+    # Evolutionary (and the ensemble, after its CAPGD member ran) once refused a (batch, 1) sigmoid output.
+    rng = np.random.default_rng(0)
+    x = rng.random((128, 3)).astype("float32")
+    y = (x[:, 0] > 0.5).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=20, batch_size=32, verbose=0)
+    pred = lambda v: (model.predict(v, verbose=0)[:, 0] > 0.5).astype("int64")  # noqa: E731
+    keep = pred(x) == y
+    x, y = x[keep][:48], y[keep][:48]
+    space = FeatureSpace(lower=0, upper=1, n_features=3)
+    attack = (A.Evolutionary(0.2, domain=space, generations=5, population=8, seed=0) if name == "Evolutionary"
+              else A.ConstrainedAutoAttack(0.2, domain=space, steps=5, restarts=1, generations=5, population=8, seed=0))
+    x_adv = attack(model, x, y).numpy()
+    assert check_examples(space, x_adv, x, epsilon=0.2).valid.all()
+    assert np.mean(pred(x_adv) == y) < 0.9  # records near the boundary are broken
+
+
+def _no_gradient_table_model():
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 3)).astype("float32")
+    y = (x[:, 0] > 0.5).astype("int64")
+    inputs = keras.Input((3,))
+    rounded = keras.layers.Lambda(lambda t: keras.ops.round(t * 4.0) / 4.0)(inputs)  # no input gradient
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(rounded))
+    dense.set_weights([np.array([[-4.0, 4.0], [0, 0], [0, 0]], "float32"), np.array([2.0, -2.0], "float32")])
+    return model, x, y, FeatureSpace(lower=0, upper=1, n_features=3)
+
+
+def test_caa_falls_back_to_its_gradient_free_member_without_input_gradient():
+    model, x, y, space = _no_gradient_table_model()
+    with pytest.raises(ValueError, match="no gradient.*keras_adv.attacks.Evolutionary"):
+        A.CAPGD(0.2, domain=space, steps=3)(model, x, y)
+    caa = A.ConstrainedAutoAttack(0.2, domain=space, steps=3, restarts=1, generations=5, population=8, seed=0)
+    with pytest.warns(UserWarning, match=r"no gradient.*\['capgd'\].*\['evolutionary'\] only"):
+        x_adv = caa(model, x, y).numpy()
+    assert check_examples(space, x_adv, x, epsilon=0.2).valid.all()
+    clean = model.predict(x, verbose=0).argmax(1) == y
+    assert np.mean(model.predict(x_adv, verbose=0).argmax(1) == y) < clean.mean()
+    with pytest.raises(ValueError, match=r"gradient-free attack such as keras_adv.attacks.Evolutionary"):
+        ka.evaluate_robustness(model, x, y, attacks={"capgd": A.CAPGD(0.2, domain=space, steps=3)}, verbose=0)
+
+
+def test_dict_inputs_to_generate_and_evaluate_robustness_are_a_clear_error():
+    names = ["a", "b"]
+    space = FeatureSpace(lower=[0, 0], upper=[1, 1], names=names)
+    inputs = {k: keras.Input((1,), name=k) for k in names}
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Concatenate()([inputs["a"], inputs["b"]])))
+    x = {k: np.full((8, 1), 0.5, "float32") for k in names}
+    y = np.zeros(8, "int64")
+    attack = A.CAPGD(0.1, domain=space, steps=2)
+    message = r"`data` holds a dict of named inputs \('a', 'b'\).*attack\(model, \{name: tensor"
+    with pytest.raises(TypeError, match=message):
+        attack.generate(model, x, y, verbose=0)
+    with pytest.raises(TypeError, match=message):
+        ka.evaluate_robustness(model, x, y, attacks={"capgd": attack}, verbose=0)
+    with pytest.raises(TypeError, match=message):  # once "`data` must be batched", which it was
+        ka.evaluate_robustness(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
+                               attacks={"capgd": attack}, verbose=0)
+
+
+@pytest.mark.parametrize("case", ["bounds", "integer", "relation"])
+def test_fit_refuses_records_outside_the_feature_space_naming_the_feature(case):
+    # fit once gave image advice ("x / 255") for out-of-bounds records and silently trained on records
+    # breaking an integer feature or a relation; it now runs the space's own check before any step.
+    space = FeatureSpace(lower=[0, 0, 0], upper=[100, 1, 1], integer=[True, False, False],
+                         names=["n_packets", "ratio", "share"],
+                         relations=[ka.domains.LessEqual(left=[2], right=[1])])
+    good = np.array([[5, 0.5, 0.2], [7, 0.4, 0.1]], "float32")
+    bad = good.copy()
+    if case == "bounds":
+        bad[1, 0], message = 250, r"lies outside the FeatureSpace: feature 'n_packets' \(index 0\) of example 1"
+    elif case == "integer":
+        bad[0, 0], message = 5.5, r"has a non-integer value 5.5 in integer feature 'n_packets' \(index 0\)"
+    else:
+        bad[1, 2], message = 0.9, r"violates relation `relations`\[0\]"
+    y = np.zeros(2, "int64")
+    base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model = ka.AdversarialModel(base, attack=A.CAPGD(0.1, domain=space, steps=2))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.copy() for w in base.get_weights()]
+    with pytest.raises(ValueError, match="`x` " + message):
+        model.fit(bad, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="`validation_data x` " + message):
+        model.fit(good, y, validation_data=(bad, y), epochs=1, verbose=0)
+    for w, w0 in zip(base.get_weights(), before):
+        np.testing.assert_array_equal(w, w0)

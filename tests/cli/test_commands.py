@@ -208,6 +208,7 @@ def test_list_and_help(capsys):
     printed = capsys.readouterr().out
     for name in ("digits", "mnist", "cifar10", "small_resnet", "fgsm", "pgd", "madry"):
         assert name in printed
+    assert "text_classifier(vocab_size" in printed  # the text preset, built in Python (docs/text.md)
     for command in ("train", "evaluate", "export"):
         with pytest.raises(SystemExit) as exc:
             cli.main([command, "--help"])

@@ -84,3 +84,17 @@ def test_load_text_without_network_fails_fast_in_one_line(monkeypatch, tmp_path)
         assert text in message, message
     with pytest.raises(ka.datasets.DatasetUnavailableError, match="download=False"):
         ka.datasets.load_text("ag_news", data_dir=str(data_dir), download=False)
+
+
+def test_with_unlabeled_keeps_longer_strings_and_wider_ids():
+    x_lab = np.array(["free cash now", "see you at lunch"])  # <U16
+    x_unl = np.array(["please call me later about the project report tomorrow", "win a free prize"])
+    x, y, w = ka.datasets.with_unlabeled(x_lab, np.array([1, 0]), x_unl, shuffle=False)
+    assert list(x) == list(x_lab) + list(x_unl)  # nothing truncated to the labeled width
+    np.testing.assert_array_equal(w, [1, 1, 0, 0])
+    ids_lab = np.array([[3, 4, 0]], np.int16)
+    ids_unl = np.array([[70000, 5, 6]], np.int64)
+    x, _, _ = ka.datasets.with_unlabeled(ids_lab, np.array([1]), ids_unl, shuffle=False)
+    assert x.tolist() == [[3, 4, 0], [70000, 5, 6]]  # no id wrapped around
+    with pytest.raises(TypeError, match="both be strings or both be numbers"):
+        ka.datasets.with_unlabeled(ids_lab, np.array([1]), np.array([["a", "b", "c"]]))

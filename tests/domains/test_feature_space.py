@@ -148,7 +148,69 @@ BAD_INPUTS = [
      r"`x` must have shape \(batch, 7\) to match the attack's `domain` \(7 features\), got shape \(2, 5\)"),
     ("not a FeatureSpace", lambda: ka.attacks.Evolutionary(0.1, domain=(0, 1)),
      r"`domain` must be a keras_adv.domains.FeatureSpace"),
+    # a string once became an all-True mask ('auto' marked every feature integer)
+    ("integer='auto' in the constructor", lambda: FeatureSpace(lower=[0, 0], upper=[1, 100], integer="auto"),
+     r"`integer` must be a bool mask.*got 'auto'.*FeatureSpace.from_data"),
+    ("a string mask", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], mutable="none"),
+     r"`mutable` must be a bool mask.*got 'none'"),
+    ("names as a mask", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], names=["a", "b"], mutable=["a", "b"]),
+     r"`mutable` must be a bool mask"),
+    ("indices as a mask", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], integer=[0, 2]),
+     r"`integer` must be a bool mask.*not a list of feature indices"),
+    # the repair rewrote a frozen feature: every attacked record fell back to the clean one
+    ("derived feature declared immutable", lambda: _toy_space(mutable=[True, True, False, True, True, True, False]),
+     r"`relations`\[0\] \('x6 = 2 x0'\): its repair writes feature 'd' \(index 6\) \(`outputs`\), which "
+     r"`mutable` declares immutable"),
+    # NumPy works eagerly but not in tf.function, where attacks and AdversarialModel.fit run relations
+    ("relation written with NumPy", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[_numpy_relation]),
+     r"`relations`\[0\] \('_numpy_relation'\) works eagerly but fails in a TensorFlow graph"
+     r".*NotImplementedError.*not NumPy"),
+    ("repair written with NumPy", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[
+        Relation(_tf_relation, kind="==", repair=_numpy_repair, outputs=[1])]),
+     r"`relations`\[0\] \('_tf_relation'\): its `repair` works eagerly but fails in a TensorFlow graph"),
+    ("repair of the wrong shape", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[
+        Relation(_tf_relation, kind="==", repair=_tf_relation, outputs=[1])]),
+     r"its `repair` must return records of the input's shape \(batch, 2\).*returned shape \(2,\)"),
+    # LessEqual once took indices only ("invalid literal for int()"), and an index out of range was a GatherV2 error
+    ("LessEqual index out of range", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[LessEqual([0], [5])]),
+     r"`relations`\[0\] .*LessEqual `right` holds index 5, outside 0..1 \(the FeatureSpace has 2 features\)"),
+    ("LessEqual unknown name", lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], names=["a", "b"],
+                                                     relations=[LessEqual(["a"], ["c"])]),
+     r"LessEqual `right` names feature 'c', which is not a feature name \(`names` are \['a', 'b'\]\)"),
+    ("LessEqual name without names",
+     lambda: FeatureSpace(lower=[0, 0], upper=[1, 1], relations=[LessEqual(["a"], [1])]),
+     r"LessEqual `left` names feature 'a'.*the FeatureSpace has no `names`"),
+    ("LessEqual of something else", lambda: LessEqual([0.5], [1]),
+     r"LessEqual: `left` must list feature indices or names"),
 ]
+
+
+def _numpy_relation(x):
+    x = np.asarray(x)
+    return x[:, 1] - x[:, 0]
+
+
+def _tf_relation(x):
+    return x[:, 1] - 2.0 * x[:, 0]
+
+
+def _numpy_repair(x):
+    x = np.array(x)
+    x[:, 1] = 2.0 * x[:, 0]
+    return x
+
+
+def test_less_equal_takes_feature_names_resolved_by_the_space():
+    space = FeatureSpace(lower=[0, 0, 0], upper=[10, 10, 10], names=["syn", "packets", "other"],
+                         relations=[LessEqual(left=["syn"], right=["packets"]), LessEqual(left=[2], right=["syn"])])
+    assert (space.relations[0].fn.left, space.relations[0].fn.right) == ([0], [1])
+    assert (space.relations[1].fn.left, space.relations[1].fn.right) == ([2], [0])
+    x = np.array([[1, 2, 0], [3, 2, 0], [1, 2, 5]], "float32")
+    np.testing.assert_array_equal(check_examples(space, x).valid, [True, False, False])
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(space))
+    np.testing.assert_array_equal(check_examples(restored, x).valid, [True, False, False])
+    with pytest.raises(ValueError, match=r"LessEqual names features \['syn'\]: give it to a FeatureSpace with `names`"):
+        LessEqual(left=["syn"], right=[1])(tf.constant(x))
 
 
 @pytest.mark.parametrize("case,build,message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])

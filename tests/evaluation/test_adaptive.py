@@ -103,3 +103,20 @@ def test_adaptive_eot_and_options(linear, sample):
                                       adaptive={"eot_samples": 4})
     assert [c.technique for c in r.adaptive.changes] == ["EOT"]
     assert all("EOT4" in n for n in r.adaptive.report.results)
+
+
+def test_adaptive_on_a_text_model_whose_graph_has_op_nodes():
+    # Embedding(mask_zero=True) puts a keras.ops node (NotEqual, not a Layer) in model.operations:
+    # the layer probe and the BPDA rebuild re-run such nodes unchanged instead of crashing on them.
+    keras.utils.set_random_seed(0)
+    model = keras_adv.models.presets.text_classifier(20, 2, sequence_length=6, architecture="bag",
+                                                     embedding_dim=4, width=4)
+    assert any(not isinstance(op, keras.layers.Layer) for op in model.operations)
+    rng = np.random.default_rng(0)
+    x = rng.integers(2, 20, (16, 6))
+    x[:, 4:] = 0
+    y = rng.integers(0, 2, 16)
+    report = keras_adv.evaluate_robustness(model, x, y, attacks={"hf": keras_adv.attacks.HotFlip(1)},
+                                           epsilons=[1], verbose=0, adaptive=True)
+    assert report.adaptive is not None and "adaptive" in report.to_dict()
+    assert diagnostics.probe_layers(model, x, epsilon=1.0) == {}

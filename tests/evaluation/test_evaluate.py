@@ -187,3 +187,12 @@ def test_default_epsilons_and_adversarial_model(trained, digits):
     with pytest.raises(KeyError, match="epsilon=0.05"):
         report.robust_accuracy("f2", 0.05)
     assert "-" in str(report)  # the table marks (attack, ε) pairs that were not run
+
+
+def test_a_targeted_attack_is_refused_as_it_would_steer_examples_to_their_own_class():
+    x, y, _ = _linear_data()
+    model = linear_model(W, B, (4,))
+    attacks = {"pgd": keras_adv.attacks.PGD(epsilon=0.1, steps=2),
+               "pgd_t": keras_adv.attacks.PGD(epsilon=0.1, steps=2, targeted=True)}
+    with pytest.raises(ValueError, match=r"`attacks\['pgd_t'\]` is targeted"):
+        keras_adv.evaluate_robustness(model, x, y, attacks=attacks, verbose=0)

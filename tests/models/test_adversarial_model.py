@@ -305,3 +305,42 @@ def test_an_unbuilt_subclassed_base_model_trains_without_a_keras_warning():
         model.fit(x, np.zeros(8, "int64"), epochs=1, verbose=0)
     assert [tuple(w.shape) for w in model.base_model.weights] == [(4, 3), (3,)]
     assert not np.allclose(model(x).numpy(), before)  # the weights made on the first call are the ones trained
+
+
+@pytest.mark.parametrize("labels", ["flat", "column"])
+@pytest.mark.parametrize("objective", ["ce", "madry", "mart"])
+def test_a_sigmoid_model_trains_with_the_binary_crossentropy_loss_by_name(labels, objective):
+    # Keras accepts loss="binary_crossentropy" for a (batch, 1) sigmoid output with (batch,) or
+    # (batch, 1) labels; the attack's per-example loss once got (batch,) labels against (batch, 1)
+    # outputs from the bare Keras function and failed on the rank.
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6)).astype("float32")
+    y = (x[:, 0] > 0.5).astype("int64")
+    y = y if labels == "flat" else y[:, None]
+    base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activation="sigmoid")])
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.1, steps=2), objective=objective)
+    model.compile("adam", "binary_crossentropy")
+    history = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["adv_loss"][0])
+    if objective != "mart":  # MART's adversarial term is its own (boosted CE + weighted KL)
+        assert history.history["adv_loss"][0] > history.history["clean_loss"][0] - 1e-6
+
+
+def test_validation_attacks_at_the_attacks_epsilon_whatever_the_epsilon_schedule():
+    # logits (x - 0.2, 0.2 - x): class 0 iff x > 0.2. At x = 0.3 the attack's ε = 0.2 flips every
+    # point; the scheduled training ε of a DelayedStart (0) flips none. val_adv_accuracy measured
+    # at the scheduled ε once made a ModelCheckpoint on it pick the delayed epochs as most robust.
+    x = np.full((8, 1), 0.3, np.float32)
+    y = np.zeros(8, np.int64)
+    base = linear_model([[1.0, -1.0]], [-0.2, 0.2], (1,))
+    model = ka.AdversarialModel(base, attack=ka.attacks.PGD(epsilon=0.2, steps=5, random_start=False))
+    model.compile(keras.optimizers.SGD(learning_rate=0.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0,
+                        callbacks=[ka.callbacks.DelayedStart(2)])
+    assert history.history["epsilon"] == [0.0, 0.0]
+    assert history.history["adv_accuracy"] == [1.0, 1.0]       # training: the scheduled ε = 0
+    assert history.history["val_accuracy"] == [1.0, 1.0]
+    assert history.history["val_adv_accuracy"] == [0.0, 0.0]   # validation: the attack's ε = 0.2
+    model.epsilon = 0.0
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["adv_accuracy"] == 0.0

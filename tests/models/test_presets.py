@@ -47,6 +47,18 @@ def test_bad_arguments(args, match):
         presets.get(*args)
 
 
+def test_text_classifier_is_built_for_a_vocabulary_not_by_name():
+    # Not in available() (nor `keras-adv list`'s --model presets): it takes a vocabulary, not an input shape.
+    assert "text_classifier" not in presets.available()
+    with pytest.raises(ValueError, match="`text_classifier` is built for a vocabulary.*text_classifier\\(vocab_size"):
+        presets.get("text_classifier", (16,), 2)
+    from keras_adv.cli import CLIError
+    from keras_adv.cli.registry import check_preset
+
+    with pytest.raises(CLIError, match="text_classifier is a text model"):
+        check_preset("text_classifier")
+
+
 def test_tabular_mlp_standardizes_raw_records_inside_the_model():
     data = np.random.default_rng(0).normal(1000.0, 50.0, size=(64, 5)).astype("float32")
     model = presets.get("tabular_mlp", (5,), 2)

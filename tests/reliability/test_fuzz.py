@@ -25,6 +25,10 @@ from keras_adv import norms
 from keras_adv.domains import FeatureSpace, LessEqual, Relation
 from keras_adv.evaluation import planted
 
+# The fuzz draws budgets beyond the width of the domain on purpose (the guarantees must hold there
+# too); the attack's warning that such a budget measures nothing is expected, not a finding.
+pytestmark = pytest.mark.filterwarnings("ignore:.*is larger than the width of the input domain:UserWarning")
+
 EXAMPLES = int(os.environ.get("KERAS_ADV_FUZZ_EXAMPLES", "5"))
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck),
                 database=None)
@@ -271,7 +275,7 @@ def tables(draw):
     if len(lower) >= 2 and draw(st.booleans()):  # an `==` relation with a repair: x[c] = x[a] + x[b]
         a, b = draw(st.lists(st.integers(0, len(lower) - 1), min_size=2, max_size=2, unique=True))
         lower.append(lower[a] + lower[b]), upper.append(upper[a] + upper[b]), integer.append(False)
-        mutable.append(draw(st.sampled_from([True, False])))
+        mutable.append(True)  # a repair's output follows its inputs (the FeatureSpace refuses an immutable one)
         derived = (a, b, len(lower) - 1)
     groups = []
     for size in draw(st.lists(st.integers(2, 3), max_size=2)):
