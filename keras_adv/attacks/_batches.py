@@ -146,8 +146,9 @@ def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None
             refuse_dict(batch[0])
             xb = batch[0].numpy() if tf.is_tensor(batch[0]) else np.asarray(batch[0])
             yb = batch[1].numpy() if tf.is_tensor(batch[1]) else np.asarray(batch[1])
-            if xb.ndim < 2 or (rank is not None and xb.ndim != rank):
-                raise ValueError("`data` must be batched: call `dataset.batch(n)` first.")
+            if xb.ndim < 2 or yb.ndim == 0 or (rank is not None and xb.ndim != rank):
+                raise ValueError("`data` must be batched: call `dataset.batch(n)` first (it yields one "
+                                 "example at a time).")
             rank = xb.ndim
             if len(xb) != len(yb):
                 raise ValueError(f"`data` yields x and y batches of different lengths ({len(xb)} and {len(yb)}).")

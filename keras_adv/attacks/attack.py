@@ -367,6 +367,13 @@ class Attack:
                 "`x` is a tf.RaggedTensor: attacks take dense batches of shape (batch, ...). Pad the "
                 "sequences first, e.g. `x.to_tensor()`."
             )
+        if isinstance(x, dict):
+            raise TypeError(
+                f"`x` is a dict of named inputs ({', '.join(map(repr, list(x)[:6]))}): {type(self).__name__} "
+                "attacks one input tensor of shape (batch, ...). Give the model a single input (e.g. "
+                "concatenate the features); for a table, the tabular attacks (CAPGD, Evolutionary, "
+                "ConstrainedAutoAttack) accept a dict of columns with a FeatureSpace."
+            )
         if not tf.is_tensor(x):
             x = np.asarray(x)
             if not np.issubdtype(x.dtype, np.floating):
@@ -453,6 +460,7 @@ class Attack:
         return y
 
     @staticmethod
+    @tf.autograph.experimental.do_not_convert
     def _check_labels_fit(model, y):
         """Eagerly: labels (or one-hot rows) that fit the number of classes `model` outputs.
 
@@ -648,6 +656,7 @@ class Attack:
         return f"keras_adv.attacks.{type(self).__name__}({args})"
 
 
+@tf.autograph.experimental.do_not_convert  # Python-only checks, also inside a user's tf.function
 def _check_not_token_ids(attack, model, x) -> None:
     """Integer ids given to an input-space attack on a model that embeds tokens: a `TypeError` saying what to use.
 

@@ -134,3 +134,12 @@ def test_hotflip_refuses_labels_outside_the_models_classes():
     ids = np.ones((3, 4), np.int32)
     with pytest.raises(ValueError, match=r"`y` has labels outside \[0, 2\)"):
         ka.attacks.HotFlip(1)(model, ids, np.array([0, 1, 5]))
+
+
+def test_a_dict_of_inputs_and_an_unbatched_dataset_are_named(model):
+    x = np.full((3, 4), 0.5, np.float32)
+    with pytest.raises(TypeError, match=r"`x` is a dict of named inputs \('img'\): FGSM attacks one input tensor"):
+        ka.attacks.FGSM(epsilon=0.1)(model, {"img": x}, np.zeros(3, np.int64))
+    unbatched = tf.data.Dataset.from_tensor_slices((x, np.zeros(3, np.int64)))
+    with pytest.raises(ValueError, match=r"`data` must be batched: call `dataset.batch\(n\)` first"):
+        ka.attacks.FGSM(epsilon=0.1).generate(model, unbatched, verbose=0)
