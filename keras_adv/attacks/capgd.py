@@ -48,8 +48,10 @@ class CAPGD(ConstrainedAttack):
       move of 1, is out of reach below ε = 0.5; keras_adv's budget leaves
       switches free, see docs/tabular.md.);
     * after every step the record is projected onto the ε-ball and
-      repaired (clip, freeze immutable, round integers, re-project one-hot
-      groups, recompute derived features);
+      repaired (clip, freeze immutable, hold monotone features on their
+      allowed side of the clean record, round integers, re-project one-hot
+      groups, recompute derived features); a monotone feature at its clean
+      value takes no step the forbidden way;
     * success means misclassified *and* valid; per example the attack returns
       a successful valid record when one was found, else the valid record of
       highest objective (at worst the clean record).
@@ -159,7 +161,7 @@ class CAPGD(ConstrainedAttack):
             a = tf.where(i > 0, momentum, tf.ones([], dtype))
             # budgeted features move by `step` in the scaled metric; one-hot groups by the relative
             # step size step/ε on their own [0, 1] scale (their switches are outside the budget)
-            move = step[:, None] * space.ascent_direction(grad, norm)
+            move = step[:, None] * space.ascent_direction(grad, norm, x_adv, x)
             if has_groups:
                 move += (step / eps_safe)[:, None] * space.categorical_direction(grad)
             z = project(x_adv + move)

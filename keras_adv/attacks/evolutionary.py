@@ -31,7 +31,8 @@ class Evolutionary(ConstrainedAttack):
     per generation). A generation: binary-tournament selection of parents,
     uniform crossover, Gaussian mutation of the movable features (and random
     re-draws of mutable one-hot groups), projection onto the ε-ball and
-    repair into the space, then elitist survival of the best `population`
+    repair into the space (monotone features held on their allowed side of
+    the clean record; the initial population is drawn there), then elitist survival of the best `population`
     among parents and offspring.
 
     The three objectives of MOEVA — misclassification (the margin of the true
@@ -110,7 +111,7 @@ class Evolutionary(ConstrainedAttack):
             return tf.where(valid, key, infeasible)
 
         s_init, s_loop = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        delta = norm.random_start(tf.shape(x_rep), eps, s_init, dtype) * scale * movable
+        delta = space.orient(norm.random_start(tf.shape(x_rep), eps, s_init, dtype) * scale * movable)
         first = tf.reshape(tf.one_hot(tf.zeros([batch], tf.int32) , P, dtype=dtype), [-1, 1])
         pop = space.budget_project(x_rep, x_rep + delta * (1.0 - first), eps, norm)  # individual 0: the clean record
         fit = fitness(pop)

@@ -1,7 +1,7 @@
 """The independent constraint checker: does a batch of records satisfy a `FeatureSpace`?
 
-This module reads only what a `FeatureSpace` *declares* (bounds, mutable and
-integer masks, one-hot groups, relations, budget scale) and tests it in numpy.
+This module reads only what a `FeatureSpace` *declares* (bounds, mutable,
+monotone and integer masks, one-hot groups, relations, budget scale) and tests it in numpy.
 It shares no code with the attacks' repair/projection step, so it can vouch
 for their output: every tabular attack's results are checked with it in the
 tests and benchmarks.
@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["CheckResult", "check_examples"]
 
-_KINDS = ("shape", "finite", "bounds", "immutable", "integer", "categorical", "relations", "budget")
+_KINDS = ("shape", "finite", "bounds", "immutable", "monotone", "integer", "categorical", "relations", "budget")
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ class CheckResult:
     Attributes:
         valid: `(batch,)` bool, every check passed.
         failures: `{check: (batch,) bool}`, True where that check failed;
-            checks are "finite", "bounds", "immutable", "integer",
+            checks are "finite", "bounds", "immutable", "monotone", "integer",
             "categorical", "relations", "budget".
         messages: one human-readable line per failed check (first offending
             example and feature named).
@@ -55,7 +55,8 @@ def check_examples(space, x_adv, x=None, *, epsilon: Optional[float] = None, nor
         space: a `keras_adv.domains.FeatureSpace`.
         x_adv: `(batch, features)` records to check.
         x: the original records; with it, immutable features must be
-            unchanged, and with `epsilon` the scaled distance over the
+            unchanged, monotone features must not have moved the forbidden
+            way (`FeatureSpace(monotone=...)`), and with `epsilon` the scaled distance over the
             budgeted features must be ≤ ε in `norm`.
         epsilon: the budget (None: not checked).
         norm: `"linf"`, `"l2"` or `"l1"` (a `keras_adv.norms.Norm` works too).
@@ -112,8 +113,19 @@ def check_examples(space, x_adv, x=None, *, epsilon: Optional[float] = None, nor
         record("immutable", changed, lambda m: (
             f"`{argument}` changes an immutable feature: {_fname(names, first(m)[1])} of example {first(m)[0]} "
             f"({x0[first(m)]:.6g} -> {xa[first(m)]:.6g}); it is not in `mutable`."))
+        direction = np.asarray(getattr(space, "monotone", np.zeros(n)), np.float64)
+        moved = (xa.astype(np.float64) - x0.astype(np.float64)) * direction[None, :]
+        wrong = finite & (moved < 0)
+
+        def monotone_msg(m):
+            i, j = first(m)
+            way, verb = ("increase", "decreases") if direction[j] > 0 else ("decrease", "increases")
+            return (f"`{argument}` {verb} feature {_fname(names, j)} of example {i} ({x0[i, j]:.6g} -> "
+                    f"{xa[i, j]:.6g}), which `monotone` says may only {way}.")
+        record("monotone", wrong, monotone_msg)
     else:
         failures["immutable"] = np.zeros(batch, bool)
+        failures["monotone"] = np.zeros(batch, bool)
 
     integer = np.asarray(space.integer, bool)
     not_int = finite & integer[None, :] & (xa != np.round(xa))

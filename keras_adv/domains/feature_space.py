@@ -3,7 +3,8 @@
 A feature space describes valid records of `n` features: per-feature bounds
 (a side may be ±inf), which features may change (`mutable`), which are
 integers, which groups are one-hot categories, and relations between features
-(`g(x) ≤ 0`, `h(x) = 0` within a tolerance). Constrained attacks
+(`g(x) ≤ 0`, `h(x) = 0` within a tolerance), and which features may only
+increase (or only decrease) from the clean record (`monotone`). Constrained attacks
 (`keras_adv.attacks.CAPGD`, `Evolutionary`, `ConstrainedAutoAttack`) take one
 as their `domain`; every record they return satisfies it (checked
 independently by `keras_adv.domains.check_examples`).
@@ -72,6 +73,20 @@ def _as_mask(name, value, n, default):
     return _as_vector(name, value, n, bool, default)
 
 
+_DIRECTIONS = {"increase": 1, "decrease": -1, "+": 1, "-": -1}
+
+
+def _direction(where, value):
+    """+1 / -1 / 0 from "increase" / "decrease" / a number in {1, -1, 0}; ValueError naming `where` otherwise."""
+    if isinstance(value, str):
+        if value.lower() in _DIRECTIONS:
+            return _DIRECTIONS[value.lower()]
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
+        if value in (1, -1, 0):
+            return int(value)
+    raise ValueError(f"`{where}` must be 'increase' (+1), 'decrease' (-1) or 0 (either way), got {value!r}.")
+
+
 @keras.saving.register_keras_serializable(package="keras_adv")
 class FeatureSpace(Domain):
     """A constrained tabular input domain (per-feature bounds, mutability, types, relations).
@@ -82,6 +97,14 @@ class FeatureSpace(Domain):
         mutable: bool mask of the features an attacker may change (default all).
         integer: bool mask of integer features (results are rounded, in
             bounds and within the budget).
+        monotone: the direction each feature may move *relative to the clean
+            record*: one entry per feature, `+1` (may only increase), `-1`
+            (may only decrease) or `0` (either way); or a dict
+            `{feature: "increase" | "decrease"}` keyed by feature names or
+            indices (e.g. `{"packets": "increase"}`: an attacker can add
+            packets to a flow but not remove them). A monotone feature that is
+            also immutable simply stays fixed; one-hot features and derived
+            features (a relation's `outputs`) cannot be monotone.
         categorical: one-hot groups, each a list of feature indices (or
             names): exactly one of them is 1, the others 0.
         relations: constraints, each a `keras_adv.domains.Relation` or a
@@ -99,6 +122,7 @@ class FeatureSpace(Domain):
         upper=np.inf,
         mutable=None,
         integer=None,
+        monotone=None,
         categorical: Optional[Sequence[Sequence]] = None,
         relations: Optional[Sequence] = None,
         scale=None,
@@ -107,6 +131,7 @@ class FeatureSpace(Domain):
     ):
         n = n_features
         for arg, value in (("lower", lower), ("upper", upper), ("mutable", mutable), ("integer", integer),
+                           ("monotone", None if isinstance(monotone, dict) else monotone),
                            ("scale", scale), ("names", names)):
             if value is not None and np.ndim(value) == 1:
                 if n is None:
@@ -184,6 +209,8 @@ class FeatureSpace(Domain):
                         "when its inputs do), or drop the relation's `repair`/`outputs`.")
             derived[rel.outputs] = True
         self.derived = derived
+        #: per-feature direction relative to the clean record: +1 only up, -1 only down, 0 free (int8)
+        self.monotone = self._monotone(monotone, seen, derived)
         if scale is None:
             width = self.upper.astype(np.float64) - self.lower.astype(np.float64)
             ok = np.isfinite(width) & (width > 0)
@@ -234,6 +261,42 @@ class FeatureSpace(Domain):
                 if not 0 <= j < self.n_features:
                     raise ValueError(f"`{arg}` holds index {j}, outside 0..{self.n_features - 1}.")
                 out.append(j)
+        return out
+
+    def _monotone(self, value, one_hot, derived):
+        n = self.n_features
+        if value is None:
+            return np.zeros(n, np.int8)
+        if isinstance(value, dict):
+            out = np.zeros(n, np.int8)
+            for key, direction in value.items():
+                if isinstance(key, (bool, np.bool_)) or not isinstance(key, (str, int, np.integer)):
+                    raise ValueError(f"`monotone` keys must be feature names or indices, got {key!r}.")
+                (j,) = self._indices(f"monotone[{key!r}]", [key])
+                out[j] = _direction(f"monotone[{key!r}]", direction)
+        else:
+            if np.asarray(value).dtype.kind == "b":
+                raise ValueError(f"`monotone` gives a direction per feature (+1 'increase', -1 'decrease', 0 either "
+                                 f"way), not a bool mask: got {value!r}.")
+            arr = np.asarray(value, dtype=object)
+            if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
+                raise ValueError(f"`monotone` must have one entry per feature ({n} features) or be a dict "
+                                 f"{{feature: 'increase' | 'decrease'}}, got shape {arr.shape}.")
+            if arr.ndim == 0:
+                arr = np.full(n, arr.item(), dtype=object)
+            out = np.array([_direction(f"monotone[{j}]", v.item() if hasattr(v, "item") else v)
+                            for j, v in enumerate(arr)], np.int8)
+        for j in np.flatnonzero(out):
+            if j in one_hot:
+                raise ValueError(
+                    f"`monotone` gives a direction to feature {self._fname(j)}, which is in one-hot group "
+                    f"`categorical`[{one_hot[j]}]: a category switch raises one feature and lowers another, so "
+                    "one-hot features cannot be monotone (make the group immutable to keep the category).")
+            if derived[j]:
+                raise ValueError(
+                    f"`monotone` gives a direction to feature {self._fname(j)}, which a relation's repair "
+                    "recomputes (`outputs`) from other features and could move either way: give the direction "
+                    "to the features it is computed from instead.")
         return out
 
     def _relation(self, i, rel):
@@ -323,7 +386,7 @@ class FeatureSpace(Domain):
 
     @_no_autograph
     def is_valid(self, x_adv, x=None, epsilon=None, norm=None):
-        """In-graph per-example validity (bounds, immutables, integers, one-hot, relations, budget)."""
+        """In-graph per-example validity (bounds, immutables, monotone, integers, one-hot, relations, budget)."""
         dtype = x_adv.dtype
         ok = tf.reduce_all(
             (x_adv >= self._const(self.lower, dtype)) & (x_adv <= self._const(self.upper, dtype)), axis=1)
@@ -342,6 +405,9 @@ class FeatureSpace(Domain):
             frozen = np.flatnonzero(~self.mutable)
             if frozen.size:
                 ok &= tf.reduce_all(tf.equal(tf.gather(x_adv, frozen, axis=1), tf.gather(x, frozen, axis=1)), axis=1)
+            if self.monotone.any():
+                sign = self._const(self.monotone, dtype)
+                ok &= tf.reduce_all((x_adv - x) * sign >= 0, axis=1)
             if epsilon is not None and norm is not None:
                 ok &= self.distance(x_adv, x, norm) <= tf.cast(epsilon, dtype) * (1 + 1e-6) + 1e-7
         return ok
@@ -392,14 +458,22 @@ class FeatureSpace(Domain):
         return norm.norm(d)
 
     @_no_autograph
-    def ascent_direction(self, grad, norm):
+    def ascent_direction(self, grad, norm, x_adv=None, x=None):
         """The steepest-ascent step for `grad` in the scaled metric, on the budgeted features.
 
         Zero on features that cannot move and on one-hot groups: those are not
-        in the budget and take their own step (`categorical_direction`).
+        in the budget and take their own step (`categorical_direction`). Given
+        the current records `x_adv` and the clean ones `x`, also zero on
+        monotone features that sit at their clean value and whose gradient
+        points the forbidden way (the step would be undone by `repair` and,
+        in L2, waste budget).
         """
         scale = self._const(self.scale, grad.dtype)
         g = grad * scale * self._const(self.step_mask & ~self.is_categorical, grad.dtype)
+        if self.monotone.any() and x_adv is not None and x is not None:
+            sign = self._const(self.monotone, grad.dtype)
+            blocked = (sign * g < 0) & (sign * (x_adv - x) <= 0)
+            g = tf.where(blocked, tf.zeros_like(g), g)
         return norm.normalize(g) * scale
 
     @_no_autograph
@@ -439,9 +513,11 @@ class FeatureSpace(Domain):
 
         A category switch is not counted in the budget, so a random point of
         the space within the budget may have any category (drawn uniformly).
+        Monotone features are drawn on their allowed side (`orient`).
         """
         s_ball, s_cat = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         delta = norm.random_start(tf.shape(x), epsilon, s_ball, x.dtype) * self._const(self.scale, x.dtype)
+        delta = self.orient(delta)
         x0 = x + delta * self._const(self.step_mask & ~self.is_categorical, x.dtype)
         groups = [g for g in self.categorical if self.step_mask[g[0]]]
         if groups:
@@ -450,6 +526,19 @@ class FeatureSpace(Domain):
             cat = self._const(self.is_categorical & self.step_mask, x.dtype)
             x0 = x0 * (1.0 - cat) + draw * cat
         return self.budget_project(x, x0, epsilon, norm)
+
+    @_no_autograph
+    def orient(self, delta):
+        """`delta` with each monotone feature's entry turned to its allowed direction (`sign · |delta|`).
+
+        Flipping signs keeps every norm, so a random point of the ε-ball stays
+        one, now on the allowed side (rather than half the draws being undone
+        by `repair`). The identity without monotone features.
+        """
+        if not self.monotone.any():
+            return delta
+        sign = self._const(self.monotone, delta.dtype)
+        return tf.where(tf.not_equal(sign, 0.0), sign * tf.abs(delta), delta)
 
     @_no_autograph
     def budget_project(self, x, x_adv, epsilon, norm):
@@ -466,6 +555,8 @@ class FeatureSpace(Domain):
     def repair(self, x_adv, x, *, epsilon=None, norm=None, toward: bool = False):
         """Clips to bounds, freezes immutable features, re-projects one-hot groups, rounds integers, recomputes derived features.
 
+        Monotone features that moved the forbidden way from `x` are set back
+        to their value in `x` (integers of `x` stay on that side when rounded).
         Integer features are rounded to the nearest integer, or towards `x`
         where rounding would leave the budget (always with `toward=True`). Relations without a repair are
         not enforced here (attacks penalise them and return only valid records).
@@ -474,6 +565,11 @@ class FeatureSpace(Domain):
         lo, hi = self._const(self.lower, dtype), self._const(self.upper, dtype)
         x_adv = tf.clip_by_value(x_adv, lo, hi)
         x_adv = tf.where(self._const(self.mutable, tf.bool)[None, :], x_adv, x)
+        if self.monotone.any():
+            # never the forbidden way from x: moving towards x shrinks every norm, so the budget still holds
+            up, down = self._const(self.monotone > 0, tf.bool), self._const(self.monotone < 0, tf.bool)
+            x_adv = tf.where(up[None, :], tf.maximum(x_adv, x), x_adv)
+            x_adv = tf.where(down[None, :], tf.minimum(x_adv, x), x_adv)
         n = self.n_features
         for grp in self.categorical:
             if not self.mutable[grp[0]]:
@@ -541,6 +637,7 @@ class FeatureSpace(Domain):
         relations: Sequence = (),
         names: Optional[Sequence[str]] = None,
         margin: float = 0.0,
+        monotone=None,
     ) -> "FeatureSpace":
         """A FeatureSpace with bounds from data (min/max per column, widened by `margin` × range).
 
@@ -552,6 +649,8 @@ class FeatureSpace(Domain):
             relations: constraints (see `FeatureSpace`).
             names: feature names.
             margin: widen each finite range by this fraction on both sides.
+            monotone: per-feature directions relative to the clean record (see
+                `FeatureSpace`), e.g. `{"packets": "increase"}`.
         """
         if names is None and hasattr(x, "columns"):
             names = [str(c) for c in x.columns]
@@ -578,7 +677,7 @@ class FeatureSpace(Domain):
         for grp in groups:
             lo[grp], hi[grp] = 0.0, 1.0
         return cls(lower=lo, upper=hi, mutable=~frozen, integer=integer, categorical=groups,
-                   relations=relations, names=names, n_features=n)
+                   relations=relations, names=names, n_features=n, monotone=monotone)
 
     def get_config(self) -> dict:
         return {
@@ -586,6 +685,7 @@ class FeatureSpace(Domain):
             "upper": [float(v) for v in self.upper],
             "mutable": [bool(v) for v in self.mutable],
             "integer": [bool(v) for v in self.integer],
+            "monotone": [int(v) for v in self.monotone],
             "categorical": [list(g) for g in self.categorical],
             "relations": [keras.saving.serialize_keras_object(r) for r in self.relations],
             "scale": [float(v) for v in self.scale],

@@ -328,3 +328,59 @@ def test_fit_refuses_records_outside_the_feature_space_naming_the_feature(case):
         model.fit(good, y, validation_data=(bad, y), epochs=1, verbose=0)
     for w, w0 in zip(base.get_weights(), before):
         np.testing.assert_array_equal(w, w0)
+
+
+# ------------------------------------------------------------------ monotone features
+MONOTONE = {
+    "CAPGD": lambda s: A.CAPGD(EPS, domain=s, steps=10, restarts=2, seed=1),
+    "CAPGD-l2": lambda s: A.CAPGD(EPS, domain=s, steps=10, restarts=2, norm="l2", seed=1),
+    "Evolutionary": lambda s: A.Evolutionary(EPS, domain=s, generations=15, population=16, seed=1),
+    "ConstrainedAutoAttack": lambda s: A.ConstrainedAutoAttack(EPS, domain=s, steps=10, restarts=2, generations=10,
+                                                               population=12, seed=1),
+}
+
+
+def _monotone_problem(monotone=None):
+    """A linear model whose gradient pushes the monotone features the wrong way.
+
+    Class 1 has logit w·x + b (class 0: 0). The attack lowers w·x: it wants to *decrease* packets (0, integer)
+    and bytes (1), which may only increase, and to *increase* idle (2), which may only decrease; only the free
+    feature 3 (range 10, so ε = 0.1 moves it by 1 and the logit by 5) may help it. Every record has a margin
+    below 2, so feature 3 alone breaks it.
+    """
+    w = np.array([1.0, 2.0, -2.0, 5.0], "float32")
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(inputs))
+    dense.set_weights([np.stack([np.zeros(4), w], axis=1).astype("float32"), np.array([0.0, 0.0], "float32")])
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.integers(2, 8, 12), rng.uniform(2, 8, 12), rng.uniform(2, 8, 12),
+                         rng.uniform(3, 7, 12)]).astype("float32")
+    # shift the idle feature so that every margin lies in (0.3, 1.8)
+    margin = rng.uniform(0.3, 1.8, 12).astype("float32")
+    x[:, 2] = (x @ np.array([1, 2, 0, 5], "float32") - margin) / 2.0
+    space = FeatureSpace(lower=[0, 0, -100, 0], upper=[10, 10, 100, 10], integer=[True, False, False, False],
+                         scale=[10, 10, 10, 10], names=["packets", "bytes", "idle", "free"], monotone=monotone)
+    y = np.ones(12, "int64")
+    assert (model.predict(x, verbose=0).argmax(1) == 1).all()
+    return model, x, y, space
+
+
+@pytest.mark.parametrize("name", sorted(MONOTONE))
+def test_monotone_features_never_move_the_wrong_way(name):
+    model, x, y, space = _monotone_problem({"packets": "increase", "bytes": "increase", "idle": "decrease"})
+    attack = MONOTONE[name](space)
+    x_adv = attack(model, x, y).numpy()
+    r = check_examples(space, x_adv, x, epsilon=EPS, norm=attack.norm)
+    assert r.valid.all(), (name, r.summary(), r.messages)
+    assert (x_adv[:, :2] >= x[:, :2]).all() and (x_adv[:, 2] <= x[:, 2]).all()
+    assert (x_adv != x).any(axis=1).mean() > 0.5, name
+    # the free feature still breaks records (Evolutionary, gradient-free, with few generations: most of them)
+    assert _robust(model, x_adv, y) <= (0.5 if name == "Evolutionary" else 0.0), name
+
+
+def test_without_monotone_the_same_attack_moves_those_features_the_wrong_way():
+    # the constraint above binds: unconstrained, CAPGD lowers packets/bytes and raises idle
+    model, x, y, space = _monotone_problem()
+    x_adv = MONOTONE["CAPGD"](space)(model, x, y).numpy()
+    assert (x_adv[:, 1] < x[:, 1]).any() and (x_adv[:, 2] > x[:, 2]).any()

@@ -227,3 +227,103 @@ def test_subnormal_bounds_are_refused():
     with pytest.raises(ValueError, match=r"`upper`\[0\].*subnormal"):
         FeatureSpace(lower=[-1.0], upper=[-1e-40])
     FeatureSpace(lower=[0.0, np.finfo(np.float32).tiny], upper=[1.0, 3.0])  # the smallest normal number is fine
+
+
+# ------------------------------------------------------------------ monotone features
+def _monotone_space(**kw):
+    # 0: packets, integer, may only increase; 1: bytes, may only increase; 2: idle time, may only decrease;
+    # 3: free; 4: immutable and increase-only (it simply stays fixed)
+    args = dict(lower=[0, 0, 0, 0, 0], upper=[100, 1e4, 50, 10, 10], integer=[True, False, False, False, False],
+                mutable=[True, True, True, True, False], names=["packets", "bytes", "idle", "free", "port"],
+                monotone={"packets": "increase", "bytes": "increase", "idle": "decrease", 4: 1})
+    args.update(kw)
+    return FeatureSpace(**args)
+
+
+def test_monotone_accepts_a_direction_vector_or_a_dict_of_names():
+    space = _monotone_space()
+    assert space.monotone.tolist() == [1, 1, -1, 0, 1]
+    same = _monotone_space(monotone=[1, "increase", "decrease", 0, 1])
+    assert same.monotone.tolist() == space.monotone.tolist()
+    assert _monotone_space(monotone=None).monotone.tolist() == [0] * 5
+    assert _toy_space().monotone.tolist() == [0] * 7  # default: no direction anywhere
+    x = np.column_stack([np.arange(10.0), np.arange(10.0), np.ones(10), np.ones(10)])
+    fd = FeatureSpace.from_data(x, names=["a", "b", "c", "d"], monotone={"b": "increase", "c": "decrease"})
+    assert fd.monotone.tolist() == [0, 1, -1, 0]
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(monotone=[1, 2, 0, 0, 0]), r"`monotone\[1\]` must be 'increase'"),
+    (dict(monotone=[1, 0]), "`monotone` has 2 entries"),
+    (dict(monotone=[True, False, False, False, False]), "`monotone` gives a direction per feature.*not a bool mask"),
+    (dict(monotone={"packets": "up"}), r"`monotone\['packets'\]` must be 'increase'"),
+    (dict(monotone={"nope": "increase"}), r"`monotone\['nope'\]` names feature 'nope'"),
+    (dict(monotone={9: "increase"}), r"`monotone\[9\]` holds index 9, outside 0..4"),
+    (dict(monotone=[[1, 0, 0, 0, 0]]), "`monotone`"),
+])
+def test_monotone_bad_arguments_are_clear_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _monotone_space(**kw)
+
+
+def test_monotone_refuses_one_hot_and_derived_features():
+    with pytest.raises(ValueError, match=r"`monotone` gives a direction to feature 'q' \(index 4\), which is in one-hot"):
+        _toy_space(monotone={"q": "increase"})
+    with pytest.raises(ValueError, match=r"`monotone` gives a direction to feature 'd' \(index 6\), which a relation's"):
+        _toy_space(monotone={"d": "increase"})
+    # the inputs of a derived feature, and immutable features, may have a direction
+    assert _toy_space(monotone={"a": "increase", "c": "decrease"}).monotone.tolist() == [1, 0, -1, 0, 0, 0, 0]
+
+
+def test_monotone_repair_projection_and_random_start_keep_the_direction():
+    space = _monotone_space()
+    x = np.array([[10.0, 500.0, 20.0, 5.0, 3.0]] * 64, np.float32)
+    wrong = x + np.array([-3.6, -100.0, 7.0, 1.0, 1.0], np.float32)
+    out = space.repair(tf.constant(wrong), tf.constant(x)).numpy()
+    np.testing.assert_array_equal(out[0], [10.0, 500.0, 20.0, 6.0, 3.0])
+    for norm in (ka.norms.Linf(), ka.norms.L2()):
+        rng = np.random.default_rng(0)
+        far = x + rng.normal(size=x.shape).astype(np.float32) * space.scale
+        proj = space.budget_project(tf.constant(x), tf.constant(far), 0.1, norm).numpy()
+        start = space.random_start(tf.constant(x), 0.1, norm, tf.constant([1, 2])).numpy()
+        for z in (proj, start):
+            r = check_examples(space, z, x, epsilon=0.1, norm=norm.name)
+            assert r.valid.all(), r.messages
+            assert space.is_valid(tf.constant(z), tf.constant(x), 0.1, norm).numpy().all()
+        # random starts are drawn on the allowed side, not piled up on the clean value
+        assert (start[:, 1] > x[:, 1]).mean() > 0.9 and (start[:, 2] < x[:, 2]).mean() > 0.9
+
+
+def test_checker_rejects_a_monotone_feature_moved_the_wrong_way():
+    space = _monotone_space()
+    x = np.array([[10.0, 500.0, 20.0, 5.0, 3.0]] * 3, np.float32)
+    bad = x.copy()
+    bad[1, 1] = 499.0   # bytes decreased
+    bad[2, 2] = 21.0    # idle increased
+    r = check_examples(space, bad, x)
+    assert r.failures["monotone"].tolist() == [False, True, True]
+    assert r.valid.tolist() == [True, False, False]
+    assert r.messages == ["`x` decreases feature 'bytes' (index 1) of example 1 (500 -> 499), which `monotone` "
+                          "says may only increase."]
+    assert space.is_valid(tf.constant(bad), tf.constant(x)).numpy().tolist() == [True, False, False]
+    assert check_examples(space, bad).valid.all()  # without the clean records there is no direction to check
+    ok = x + np.array([2.0, 1.0, -1.0, -1.0, 0.0], np.float32)
+    assert check_examples(space, ok, x).valid.all()
+
+
+def test_monotone_survives_serialization_and_model_saving(tmp_path):
+    space = _monotone_space()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(space))
+    assert restored.get_config() == space.get_config()
+    assert restored.monotone.tolist() == [1, 1, -1, 0, 1]
+    attack = ka.attacks.CAPGD(0.1, domain=space, steps=2)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(attack))
+    assert clone.domain.monotone.tolist() == [1, 1, -1, 0, 1] and clone.get_config() == attack.get_config()
+    base = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    model = ka.AdversarialModel(base, attack=attack)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(np.array([[10.0, 500.0, 20.0, 5.0, 3.0]] * 4, np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    path = str(tmp_path / "monotone.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.attack.domain.monotone.tolist() == [1, 1, -1, 0, 1]

@@ -285,9 +285,16 @@ def tables(draw):
             lower.append(0.0), upper.append(1.0), integer.append(False), mutable.append(group_mutable)
         groups.append(grp)
     n = len(lower)
+    # monotone features (may only increase / decrease from the clean record): any but one-hot and derived ones.
+    # Drawn from their own generator, so that the other draws (and the records) are those of spaces without them.
+    monotone = np.zeros(n, np.int64)
+    mono_rng = np.random.default_rng([seed, 1])
+    if mono_rng.random() < 0.5:
+        free = [j for j in range(n) if not any(j in g for g in groups) and (derived is None or j != derived[2])]
+        monotone[free] = mono_rng.choice([1, -1, 0], size=len(free))
     lower, upper = np.array(lower, np.float32), np.array(upper, np.float32)
     spec = dict(lower=lower, upper=upper, integer=np.array(integer), mutable=np.array(mutable), groups=groups,
-                pair=pair, derived=derived, n=n)
+                pair=pair, derived=derived, n=n, monotone=monotone)
     width = upper.astype(np.float64) - lower
     custom_scale = draw(st.booleans())
     spec["scale"] = (rng.uniform(0.5, 20.0, n).astype(np.float32) if custom_scale
@@ -320,8 +327,11 @@ def tables(draw):
         fn = _SumOf(*derived, n)
         rels.append(Relation(fn.relation, kind="==", tolerance=DERIVED_TOLERANCE, repair=fn.repair,
                              outputs=[derived[2]]))
+    directions = ({int(j): ("increase" if monotone[j] > 0 else "decrease") for j in np.flatnonzero(monotone)}
+                  if seed % 2 else monotone.tolist())  # both accepted forms
     space = FeatureSpace(lower=lower, upper=upper, mutable=spec["mutable"], integer=spec["integer"],
-                         categorical=groups, relations=rels, scale=spec["scale"] if custom_scale else None)
+                         categorical=groups, relations=rels, scale=spec["scale"] if custom_scale else None,
+                         monotone=directions if monotone.any() else None)
     classes = draw(st.integers(2, 4))
     return dict(spec=spec, space=space, x=x, classes=classes,
                 eps=draw(st.sampled_from([0.3, 0.05, 1.0, 5.0, 0.0])), norm=draw(st.sampled_from(["linf", "l2"])),
@@ -336,6 +346,9 @@ def _check_records(spec, x_adv, x, epsilon, norm):
     assert (x_adv >= lower).all() and (x_adv <= upper).all(), (x_adv, lower, upper)
     frozen = ~spec["mutable"]
     np.testing.assert_array_equal(x_adv[:, frozen], x[:, frozen])  # immutable features unchanged
+    direction = spec.get("monotone", np.zeros(x.shape[1]))
+    wrong = (x_adv - x) * direction < 0
+    assert not wrong.any(), (np.argwhere(wrong), x_adv, x, direction)  # monotone features only their way
     ints = x_adv[:, spec["integer"]]
     np.testing.assert_array_equal(ints, np.round(ints))  # integer features integral
     for grp in spec["groups"]:
@@ -428,6 +441,14 @@ def test_the_record_checker_rejects_each_kind_of_violation():
             _check_records(spec, bad, x, 0.1, "linf")
     with pytest.raises(AssertionError):  # over the budget (ε = 0.05 < 0.1)
         _check_records(spec, ok, x, 0.05, "linf")
+    # feature 0 may only increase: ok raises it (2 -> 3); lowering it (to 1, derived 3 = 1 + 3.5) breaks only that
+    lowered = ok.copy()
+    lowered[0, [0, 3]] = [1.0, 4.5]
+    _check_records(spec, lowered, x, 0.1, "linf")
+    increasing = dict(spec, monotone=np.array([1, 0, 0, 0, 0, 0]))
+    _check_records(increasing, ok, x, 0.1, "linf")
+    with pytest.raises(AssertionError):
+        _check_records(increasing, lowered, x, 0.1, "linf")
     switched = x.copy()
     switched[0, 4:6] = [0.0, 1.0]  # another category: outside the budget, but not free at ε = 0
     _check_records(spec, switched, x, 0.1, "linf")
