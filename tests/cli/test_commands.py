@@ -184,7 +184,8 @@ def test_train_on_a_tfds_dataset(tmp_path):
     assert model.base_model.input_shape == (None, 28, 28, 1)
 
 
-def test_bad_attack_option_names_the_problem(capsys):
+def test_bad_attack_option_names_the_problem(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # whatever keras-adv-run/ the current folder holds
     with pytest.raises(cli.CLIError, match="cannot build attack 'pgd'"):
         cli.make_attack("pgd", 0.1, options={"no_such_option": 1})
     assert cli.main(["train", "--attack-option", "steps"]) == 2
@@ -235,8 +236,12 @@ def test_console_script_is_declared():
     assert "keras-adv = keras_adv.cli:main" in cfg["options.entry_points"]["console_scripts"]
 
 
-def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys):
+def test_missing_optional_extra_is_a_clear_error(monkeypatch, capsys, tmp_path):
     import builtins
+
+    # In an empty folder: the README's first command leaves keras-adv-run/ in the repository root, and the
+    # default output folder there would be refused before the missing extra is noticed.
+    monkeypatch.chdir(tmp_path)
 
     from keras_adv import cli
 
