@@ -39,7 +39,7 @@ from keras_adv.attacks import _batches, _distribute
 from keras_adv.attacks._tracing import _compile
 from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
 from keras_adv.attacks.inner_layer import embeddings_of
-from keras_adv.utils import trust
+from keras_adv.utils import data_checks, trust
 from keras_adv.utils.validation import check_bool, check_bounds, check_number, is_number
 
 __all__ = ["Attack", "NoInputGradientError"]
@@ -469,13 +469,10 @@ class Attack:
         """
         if not tf.executing_eagerly() or not isinstance(model, keras.Model):
             return
-        try:
-            outputs = model.outputs
-        except (AttributeError, ValueError, RuntimeError):  # subclassed or unbuilt: unknown
+        classes = data_checks.num_classes(model)
+        if classes is None:  # subclassed or unbuilt: unknown
             return
-        if not outputs or len(outputs) != 1 or outputs[0].shape[-1] is None:
-            return
-        classes = max(int(outputs[0].shape[-1]), 2)  # a single unit is binary
+        classes = max(classes, 2)  # a single unit is binary
         if y.shape.rank == 2:
             if y.shape[-1] != classes:
                 raise ValueError(f"`y` holds one-hot rows of width {y.shape[-1]}, but the model outputs "

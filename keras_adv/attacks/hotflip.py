@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras_adv import norms as norms_lib
 from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.inner_layer import LayerPerturbation, _all_layers, _mask_of, find_layer
+from keras_adv.utils import data_checks
 from keras_adv.utils.validation import check_number, is_number
 
 __all__ = ["HotFlip", "TokenSubstitutions"]
@@ -235,16 +236,12 @@ class HotFlip(Attack):
         vocab = self._vocabulary_size(lp.layer)
         if vocab is None:
             return x
-        message = (f"`x` holds token ids outside [0, {vocab}), the vocabulary of the Embedding "
-                   f"{lp.layer.name!r} (input_dim={vocab}): use the vectorizer the model was built with "
-                   "(an id >= input_dim has no embedding; ids are never negative).")
         if tf.executing_eagerly():
-            values = x.numpy()
-            if values.size and (values.min() < 0 or values.max() >= vocab):
-                raise ValueError(f"{message} Got ids in [{values.min()}, {values.max()}].")
+            data_checks.check_token_ids("x", x, lp.layer.name, vocab)
             return x
         ok = tf.reduce_all((x >= 0) & (x < tf.cast(vocab, x.dtype)))
-        check = tf.debugging.Assert(ok, [message, "min/max id:", tf.reduce_min(x), tf.reduce_max(x)])
+        check = tf.debugging.Assert(ok, [data_checks.token_ids_message("x", lp.layer.name, vocab), "min/max id:",
+                                         tf.reduce_min(x), tf.reduce_max(x)])
         with tf.control_dependencies([check]):
             return tf.identity(x)
 

@@ -32,7 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["MARKER", "guarded_call", "batch_checks", "check_arrays", "check_wrapper_attacks"]
+__all__ = ["MARKER", "guarded_call", "batch_checks", "check_arrays", "check_wrapper_attacks", "check_token_ids",
+           "token_ids_message"]
 
 MARKER = "[keras_adv input check]"
 
@@ -203,18 +204,25 @@ def _check_token_ids(model, x, name) -> None:
         direct = isinstance(layer, keras.layers.Embedding) and layer.input is base.inputs[0]
     except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
         return
-    if not direct:
-        return
+    if direct:
+        check_token_ids(name, x, layer.name, layer.input_dim)
+
+
+def token_ids_message(name, layer_name, vocab) -> str:
+    """The error for token ids outside an Embedding's vocabulary `[0, vocab)`."""
+    return (f"`{name}` holds token ids outside [0, {vocab}), the vocabulary of the Embedding {layer_name!r} "
+            f"(input_dim={vocab}): use the vectorizer the model was built with (an id >= input_dim has no "
+            "embedding; ids are never negative).")
+
+
+def check_token_ids(name, x, layer_name, vocab) -> None:
+    """Eagerly: integer ids `x` inside `[0, vocab)`, else a `ValueError` naming `name` and the range found."""
     ids = np.asarray(x.numpy() if tf.is_tensor(x) else x)
     if ids.dtype.kind not in "iu" or not ids.size:
         return
     lo, hi = ids.min(), ids.max()
-    if lo < 0 or hi >= layer.input_dim:
-        raise ValueError(
-            f"`{name}` holds token ids outside [0, {layer.input_dim}), the vocabulary of the Embedding "
-            f"{layer.name!r} (input_dim={layer.input_dim}); got ids in [{lo}, {hi}]. Use the vectorizer the "
-            "model was built with (an id >= input_dim has no embedding; ids are never negative)."
-        )
+    if lo < 0 or hi >= vocab:
+        raise ValueError(f"{token_ids_message(name, layer_name, vocab)} Got ids in [{lo}, {hi}].")
 
 
 def _check_labels(name, y, kind, classes):
