@@ -92,3 +92,41 @@ def test_get(name, cls):
 def test_get_unknown_norm_names_the_argument():
     with pytest.raises(ValueError, match="Unknown `norm`.*'linf', 'l2', 'l1'"):
         norms.get("l3")
+
+
+def test_l1_step_moves_enough_coordinates_to_fit_the_box():
+    # 64 coordinates at 0.5 in [0, 1], gradient magnitudes 64..1: a step of L1
+    # length 3 must move the 6 coordinates of largest gradient by 0.5 each
+    # (their room towards the bound), not one coordinate by 3 (clipped to 0.5).
+    g = np.arange(64, 0, -1, dtype="float32") * np.where(np.arange(64) % 2, -1.0, 1.0).astype("float32")
+    x = np.full((1, 64), 0.5, "float32")
+    d = norms.L1().ascent_direction(tf.constant(g[None]), tf.constant(x), (0.0, 1.0), step_size=3.0).numpy()[0]
+    np.testing.assert_allclose(d[:6], np.sign(g[:6]) / 6, atol=1e-7)
+    assert np.all(d[6:] == 0)
+    moved = np.clip(x[0] + 3.0 * d, 0.0, 1.0) - x[0]
+    np.testing.assert_allclose(np.abs(moved).sum(), 3.0, atol=1e-6)
+    # A short step keeps the sparse rule (top 1%: one coordinate), and without
+    # a step size the direction is the plain sparse normalisation.
+    small = norms.L1().ascent_direction(tf.constant(g[None]), tf.constant(x), (0.0, 1.0), step_size=0.2).numpy()[0]
+    assert np.count_nonzero(small) == 1 and small[0] == 1.0
+    np.testing.assert_array_equal(
+        norms.L1().ascent_direction(tf.constant(g[None]), tf.constant(x), (0.0, 1.0)).numpy(),
+        norms.L1().normalize(tf.constant(g[None])).numpy())
+
+
+def test_single_step_l1_attack_grows_with_epsilon_on_small_images():
+    # On 8×8 digits one L1 step used to move a single pixel, so every ε above
+    # the box width gave the same, weak attack.
+    import keras
+
+    from keras_adv.attacks import FGSM
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.8, size=(16, 8, 8, 1)).astype("float32")
+    y = np.arange(16) % 10
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    dist = []
+    for eps in (0.5, 2.0, 4.0):
+        x_adv = FGSM(epsilon=eps, norm="l1").generate(model, x, y, verbose=0)
+        dist.append(np.abs(x_adv - x).reshape(16, -1).sum(1).mean())
+    assert dist[0] <= 0.5 + 1e-5
+    assert dist[1] > 1.5 and dist[2] > 3.5, dist

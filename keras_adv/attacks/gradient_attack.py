@@ -65,7 +65,8 @@ class GradientAttack(Attack):
 
         def body(i, x_adv):
             grad, _, _ = self.input_gradient(model, x_adv, y, loss_fn)
-            direction = self.norm.ascent_direction(self.domain.restrict(grad, x), x_adv, self.bounds)
+            direction = self.norm.ascent_direction(
+                self.domain.restrict(grad, x), x_adv, self.bounds, step_size=step_size)
             x_adv = x_adv + step_size * direction
             return i + 1, self.enforce_budget(x, x_adv, epsilon)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Mapping, Optional, Sequence, Union
 
@@ -9,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv import _compat
 from keras_adv import norms as norms_lib
 from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.inner_layer import LayerPerturbation, _all_layers, _mask_of, find_layer
@@ -74,7 +76,10 @@ class HotFlip(Attack):
             both with different values is an error.
         layer: the `Embedding` layer (name or layer), also one held inside
             a custom layer (e.g. the `token_emb` of a token-and-position
-            embedding); `None` finds the model's only `keras.layers.Embedding`.
+            embedding); `None` finds the model's `keras.layers.Embedding`:
+            its only one, or of several the one fed the input ids (found by
+            one call on a probe sequence: a position embedding is fed
+            positions); where that is ambiguous, an error asks for `layer=`.
         candidates: optional synonym table restricting each substitution
             `a → b` to `b ∈ candidates[a]`: a dict `{token: [ids]}` or an
             int array `(vocab, C)` padded with -1.
@@ -198,6 +203,9 @@ class HotFlip(Attack):
                         "model or held by a custom layer)."
                     )
                 if len(embeddings) > 1:
+                    fed = self._embeddings_fed_the_input(model, embeddings)
+                    embeddings = fed if len(fed) == 1 else embeddings
+                if len(embeddings) > 1:
                     raise ValueError(
                         f"Model {name!r} has {len(embeddings)} Embedding layers ("
                         + ", ".join(f"{l.name!r} with input_dim={l.input_dim}" for l in embeddings)
@@ -215,6 +223,54 @@ class HotFlip(Attack):
             lp = LayerPerturbation(model, layer)
             self._perturbations[model] = lp
         return lp
+
+    @staticmethod
+    def _embeddings_fed_the_input(model, embeddings):
+        """Of several `embeddings`, those that receive the model's input ids as they are.
+
+        A token-and-position embedding holds two Embeddings, the second fed
+        positions (`arange(length)`), not the ids: one eager call on a probe
+        sequence of ids (which is neither the positions nor constant) tells
+        them apart. `[]` when the model cannot be probed (several inputs,
+        unknown layout), so the caller asks for `layer=`.
+        """
+        inputs = getattr(model, "inputs", None) or []
+        if len(inputs) > 1:
+            return []
+        shape = tuple(inputs[0].shape) if inputs else (None, None)
+        if len(shape) != 2:
+            return []
+        length = shape[1] or 16
+        dims = [getattr(layer, "input_dim", None) for layer in embeddings]
+        if any(d is None for d in dims) or min(dims) < 3:
+            return []
+        # Ids counting down from the end, never 0 (often the padding id):
+        # neither constant nor the positions 0, 1, 2, ...
+        probe = (1 + (length - 1 - np.arange(length, dtype=np.int64)) % (min(dims) - 1))[None, :]
+        if (probe == np.arange(length)).all() or (probe == probe.flat[0]).all():
+            return []
+        seen = {}
+
+        def recorder(layer):
+            def hook(out, args, kwargs):
+                value = args[0] if args else kwargs.get("inputs")
+                try:
+                    value = np.asarray(value).astype(np.int64)
+                except (TypeError, ValueError):  # symbolic (a build pass): nothing to compare
+                    return out
+                seen[id(layer)] = seen.get(id(layer), False) or (
+                    value.shape == probe.shape and bool((value == probe).all()))
+                return out
+            return hook
+
+        try:
+            with tf.init_scope(), contextlib.ExitStack() as stack:
+                for layer in embeddings:
+                    stack.enter_context(_compat.intercept_layer_output(layer, recorder(layer)))
+                model(tf.constant(probe, dtype=inputs[0].dtype if inputs else tf.int32), training=False)
+        except Exception:  # a model this probe cannot run: fall back to asking for `layer=`
+            return []
+        return [layer for layer in embeddings if seen.get(id(layer))]
 
     @staticmethod
     def _vocabulary_size(layer):

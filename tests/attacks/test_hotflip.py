@@ -155,12 +155,25 @@ def test_an_embedding_inside_a_custom_layer_is_found():
     for layer in ("tok_emb", model.layers[1].token_emb):  # by name, and the layer itself
         adv = ka.attacks.HotFlip(2, layer=layer, protected_tokens=[0])(model, IDS, Y).numpy()
         assert ((adv != IDS).sum(1) <= 2).all() and (adv != IDS).any()
-    # two Embeddings: the default search names both, with their vocabularies, and how to choose
-    with pytest.raises(ValueError, match=r"2 Embedding layers \('tok_emb' with input_dim=10, 'pos_emb' with input_dim=5\)"
+    # two Embeddings, one fed positions: the default is the one fed the ids
+    by_default = ka.attacks.HotFlip(2, protected_tokens=[0])
+    np.testing.assert_array_equal(by_default(model, IDS, Y).numpy(),
+                                  ka.attacks.HotFlip(2, layer="tok_emb", protected_tokens=[0])(model, IDS, Y).numpy())
+    assert by_default._perturbation(model).layer.name == "tok_emb"
+    # two Embeddings both fed the ids: the default search names both, with their vocabularies, and how to choose
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T,), dtype="int32")
+    both = keras.layers.Concatenate()([keras.layers.Embedding(V, D, name="emb_a")(inputs),
+                                       keras.layers.Embedding(V + 2, D, name="emb_b")(inputs)])
+    twin = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(both)))
+    with pytest.raises(ValueError, match=r"2 Embedding layers \('emb_a' with input_dim=10, 'emb_b' with input_dim=12\)"
                                          r".*`layer=`"):
-        ka.attacks.HotFlip()(model, IDS, Y)
-    # a single nested Embedding (here in a list attribute) is the default
-    adv = ka.attacks.HotFlip(2, protected_tokens=[0])(_nested_model(OnlyTokens()), IDS, Y).numpy()
+        ka.attacks.HotFlip()(twin, IDS, Y)
+    # a single nested Embedding (here in a list attribute) is the default; labels the model's own
+    # predictions, so every sequence is classified correctly and something must be flipped
+    only = _nested_model(OnlyTokens())
+    predicted = only.predict(IDS, verbose=0).argmax(1)
+    adv = ka.attacks.HotFlip(2, protected_tokens=[0])(only, IDS, predicted).numpy()
     assert (adv != IDS).any()
 
 
