@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["crossentropy", "margin", "get", "predicted_class", "label_class", "to_log_probs", "per_example",
-           "infer_from_logits"]
+           "infer_from_logits", "declared_from_logits", "check_loss_matches_outputs"]
 
 _EPS = 1e-12
 _BIG = 1e9  # added to the true class's score to leave it out of a max
@@ -78,6 +78,69 @@ def infer_from_logits(model):
     if activation is keras.activations.linear and isinstance(layer, linear):
         return True
     return None
+
+
+def declared_from_logits(loss):
+    """What a Keras loss expects: logits (True), probabilities (False) or unknown (None).
+
+    Read from a `Loss` object's `from_logits`, or from the default of a loss
+    given by name or as a function (`"sparse_categorical_crossentropy"` and
+    `keras.losses.binary_crossentropy` expect probabilities). Losses without
+    `from_logits` (a custom function, mean squared error) are None.
+    """
+    if loss is None or isinstance(loss, (list, tuple, dict)):
+        return None
+    if isinstance(loss, str):
+        try:
+            loss = keras.losses.get(loss)
+        except (ValueError, TypeError):
+            return None
+    if isinstance(loss, keras.losses.Loss):
+        try:
+            value = loss.get_config().get("from_logits")
+        except (NotImplementedError, TypeError, AttributeError):
+            return None
+        return None if value is None else bool(value)
+    if callable(loss):
+        import inspect
+
+        try:
+            parameter = inspect.signature(loss).parameters.get("from_logits")
+        except (TypeError, ValueError):
+            return None
+        if parameter is not None and isinstance(parameter.default, bool):
+            return parameter.default
+    return None
+
+
+def check_loss_matches_outputs(loss, model, *, argument="loss"):
+    """Raises a `ValueError` when `loss` and the last layer of `model` disagree on logits.
+
+    A model ending in a linear `Dense` outputs logits; a crossentropy that
+    expects probabilities (`from_logits=False`, the default of a loss given by
+    name) would then read them as probabilities and train on nonsense without
+    any error (and the reverse: a softmax output with `from_logits=True`).
+    Nothing is raised when either side is unknown (`infer_from_logits`).
+    """
+    declared = declared_from_logits(loss)
+    inferred = infer_from_logits(model)
+    if declared is None or inferred is None or declared == inferred:
+        return
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", repr(loss))
+    layer = model.layers[-1]
+    if inferred:
+        raise ValueError(
+            f"`{argument}`={name!r} expects probabilities (from_logits=False), but model {model.name!r} ends in "
+            f"{type(layer).__name__} {layer.name!r} with a linear activation, so it outputs logits: the loss "
+            "would read them as probabilities and training would fail silently. Give a loss object with "
+            "from_logits=True (e.g. keras.losses.SparseCategoricalCrossentropy(from_logits=True)), or end "
+            "the model with a softmax (a sigmoid for one unit)."
+        )
+    raise ValueError(
+        f"`{argument}`={name!r} expects logits (from_logits=True), but model {model.name!r} ends in "
+        f"{type(layer).__name__} {layer.name!r}, which outputs probabilities (softmax or sigmoid): give the "
+        "loss from_logits=False, or drop the final activation so the model outputs logits."
+    )
 
 
 def _binary_log_probs(outputs, from_logits):

@@ -178,26 +178,41 @@ class L1(Norm):
         g = tf.where(stuck, tf.zeros_like(g), g)
         if step_size is None:
             return self.normalize(g)
-        # A step of L1 length s spread over k coordinates moves each by s/k,
-        # and a coordinate can only move as far as its bound: move at least as
-        # many coordinates (largest |g| first) as it takes for their room
-        # towards the bound to hold the whole step. Without this, one step
-        # with ε above the box width on a small image (k = 1 at sparsity 0.99
-        # on 8×8) moved a single pixel and larger ε changed nothing.
+        # A coordinate can only move as far as its bound (its "room"). The
+        # step moves the top-|g| coordinates, at least as many as the sparsity
+        # asks and as many as it takes for their room to hold the step's
+        # length s; each moves by min(room, t), the level t that spends s
+        # (water-filling: t = s/k, the plain sparse step, when every room
+        # holds s/k). Without this, one step with ε above the box width on a
+        # small image (k = 1 at sparsity 0.99 on 8×8) moved a single pixel and
+        # larger ε changed nothing.
         flat = _per_example(g)
         absg = tf.abs(flat)
-        room = _per_example(tf.where(g > 0, hi - x, x - lo) * tf.cast(tf.not_equal(g, 0), x.dtype))
+        room = _per_example(tf.maximum(tf.where(g > 0, hi - x, x - lo), 0.0))
         d = tf.shape(flat)[1]
+        s = tf.cast(step_size, flat.dtype)
         k_sparse = tf.maximum(1, tf.cast(tf.math.ceil((1.0 - self.sparsity) * tf.cast(d, tf.float32)), tf.int32))
         order = tf.argsort(absg, axis=1, direction="DESCENDING", stable=True)
         filled = tf.cumsum(tf.gather(room, order, batch_dims=1), axis=1)
-        step = tf.cast(step_size, filled.dtype)
-        k_room = 1 + tf.reduce_sum(tf.cast(filled < step, tf.int32), axis=1, keepdims=True)
+        k_room = 1 + tf.reduce_sum(tf.cast(filled < s, tf.int32), axis=1, keepdims=True)
         k = tf.minimum(tf.maximum(k_room, k_sparse), d)
         kth = tf.gather(tf.gather(absg, order, batch_dims=1), k - 1, batch_dims=1)
-        mask = tf.cast((absg >= kth) & (absg > 0), flat.dtype)
-        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
-        return tf.reshape(tf.sign(flat) * mask / count, tf.shape(g))
+        selected = (absg >= kth) & (absg > 0)
+        count = tf.reduce_sum(tf.cast(selected, tf.int32), axis=1, keepdims=True)
+        # The level t: rooms of the selected coordinates in ascending order r_0 ≤ r_1 ≤ ...;
+        # t = (s − r_0 − … − r_{j−1}) / (count − j) at the first j where that share fits under r_j.
+        rooms = tf.sort(tf.where(selected, room, tf.constant(float("inf"), flat.dtype)), axis=1)
+        finite = tf.where(tf.math.is_finite(rooms), rooms, 0.0)
+        before = tf.cumsum(finite, axis=1, exclusive=True)
+        j = tf.range(d)[tf.newaxis, :]
+        share = (s - before) / tf.cast(tf.maximum(count - j, 1), flat.dtype)
+        fits = (j < count) & (share <= rooms)
+        first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)[:, tf.newaxis]
+        largest = tf.reduce_max(finite, axis=1, keepdims=True)  # no level fits: every room is used up
+        level = tf.where(tf.reduce_any(fits, axis=1, keepdims=True),
+                         tf.gather(share, first, batch_dims=1), largest)
+        moves = tf.where(selected, tf.minimum(room, level), 0.0)
+        return tf.reshape(tf.sign(flat) * moves / tf.maximum(s, _TINY), tf.shape(g))
 
     def project(self, delta, epsilon):
         epsilon = tf.cast(epsilon, delta.dtype)

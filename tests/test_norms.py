@@ -114,6 +114,19 @@ def test_l1_step_moves_enough_coordinates_to_fit_the_box():
         norms.L1().normalize(tf.constant(g[None])).numpy())
 
 
+def test_l1_step_fills_unequal_rooms_to_one_level():
+    # Rooms towards the upper bound 0.1, 0.5, 0.5, 0.5; a step of length 1 needs the top 3
+    # coordinates; the first is capped at its room 0.1 and the other two share the rest (0.45 each).
+    g = tf.constant([[4.0, 3.0, 2.0, 1.0]])
+    x = tf.constant([[0.9, 0.5, 0.5, 0.5]])
+    d = norms.L1().ascent_direction(g, x, (0.0, 1.0), step_size=1.0).numpy()
+    np.testing.assert_allclose(d, [[0.1, 0.45, 0.45, 0.0]], atol=1e-6)
+    # less room in total than the step: every coordinate goes to its bound, no further
+    d = norms.L1().ascent_direction(tf.constant([[1.0, -2.0]]), tf.constant([[0.9, 0.2]]), (0.0, 1.0),
+                                    step_size=1.0).numpy()
+    np.testing.assert_allclose(d, [[0.1, -0.2]], atol=1e-6)
+
+
 def test_single_step_l1_attack_grows_with_epsilon_on_small_images():
     # On 8×8 digits one L1 step used to move a single pixel, so every ε above
     # the box width gave the same, weak attack.

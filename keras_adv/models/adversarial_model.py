@@ -308,6 +308,7 @@ class AdversarialModel(keras.Model):
         if jit_compile not in ("auto", False, None):
             raise ValueError(f"`jit_compile` must be 'auto' or False, got {jit_compile!r}.")
         _check_weights_in_strategy_scope(self.base_model)
+        losses_lib.check_loss_matches_outputs(loss, self.base_model)
         kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                         metrics=metrics, weighted_metrics=weighted_metrics, **kwargs)

@@ -227,6 +227,30 @@ def test_multi_output_base_model_fails_clearly():
         ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.1))
 
 
+@pytest.mark.parametrize("loss", ["sparse_categorical_crossentropy", keras.losses.sparse_categorical_crossentropy,
+                                  keras.losses.SparseCategoricalCrossentropy()], ids=["name", "function", "object"])
+def test_a_probability_loss_on_a_logits_model_is_refused_at_compile(loss):
+    # Keras trains such a model silently on nonsense (logits read as probabilities).
+    base = linear_model(RNG.normal(size=(D, K)), np.zeros(K), (D,))
+    model = ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.1))
+    with pytest.raises(ValueError, match=r"`loss`='sparse_categorical_crossentropy' expects probabilities "
+                                         r"\(from_logits=False\).*outputs logits.*from_logits=True"):
+        model.compile("sgd", loss)
+    assert not model.compiled  # refused before anything was compiled
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # the matching loss is fine
+
+
+def test_a_logits_loss_on_a_softmax_model_is_refused_and_unknown_outputs_pass():
+    softmax = keras.Sequential([keras.Input((D,)), keras.layers.Dense(K, activation="softmax", name="probs")])
+    with pytest.raises(ValueError, match=r"expects logits \(from_logits=True\).*Dense 'probs'.*probabilities"):
+        ka.AdversarialModel(softmax, attack=ka.attacks.FGSM(epsilon=0.1)).compile(
+            "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ka.AdversarialModel(softmax, attack=ka.attacks.FGSM(epsilon=0.1)).compile("sgd", "sparse_categorical_crossentropy")
+    # a subclassed model's outputs are unknown until run: nothing to compare, nothing refused
+    ka.AdversarialModel(subclassed_dense(K), attack=ka.attacks.FGSM(epsilon=0.1)).compile(
+        "sgd", "sparse_categorical_crossentropy")
+
+
 def test_integer_inputs_fail_clearly():
     model, _ = _linear_adv_model(RNG.normal(size=(D, K)), np.zeros(K), 1.0)
     with pytest.raises(TypeError, match=r"floating point"):
