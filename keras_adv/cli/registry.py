@@ -101,8 +101,16 @@ def attack_label(attack, options: Optional[dict] = None) -> str:
     if restarts and restarts > 1:
         name += f" x{restarts} restarts"
     norm = getattr(getattr(attack, "norm", None), "name", None)
-    extra = "".join(f", {key}={json.dumps(value)}" for key, value in (options or {}).items())
+    extra = "".join(f", {key}={_option_text(value)}" for key, value in (options or {}).items())
     return f"{name}, eps={attack.epsilon:g}" + (f" ({norm})" if norm else "") + extra
+
+
+def _option_text(value) -> str:
+    """An option as typed (JSON); an object the command built itself (a table's FeatureSpace) by its class."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return type(value).__name__
 
 
 def objective_names() -> List[str]:

@@ -28,6 +28,20 @@ def test_train_on_flows_uses_the_feature_space(tmp_path):
     assert (out / "evaluation" / "robustness.json").exists()
 
 
+def test_train_on_breast_cancer_end_to_end(tmp_path):
+    # The quickest table run of the command (about 25 s): the header printing the training attack's
+    # options crashed on the dataset's FeatureSpace (not JSON) before training started.
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "keras_adv", "train", "--dataset", "breast_cancer", "--epochs", "1",
+                           "--steps", "2", "--eval-steps", "2", "--judge-limit", "8", "--output", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "training attack CAPGD-2, eps=0.05 (linf), domain=FeatureSpace" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["train_attack_config"]["domain"]["class_name"] == "FeatureSpace"
+    assert f"robust accuracy: {report['robust_accuracy']:.4f}" in proc.stdout
+
+
 def test_a_fresh_process_knows_the_tables_relation_functions():
     code = ("import keras, keras_adv\n"
             "print(keras.saving.get_registered_object('keras_adv>flow_bytes_relation') is not None)")
