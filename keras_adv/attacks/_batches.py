@@ -21,7 +21,7 @@ from typing import Iterator, NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Batch", "batch_seed", "base_seed", "check_shard", "iterate", "num_batches", "refuse_dict"]
+__all__ = ["Batch", "batch_seed", "base_seed", "check_shard", "check_data", "iterate", "num_batches", "refuse_dict"]
 
 
 class Batch(NamedTuple):
@@ -114,6 +114,40 @@ def refuse_dict(x, argument: str = "data") -> None:
         )
 
 
+def check_data(data, *, max_examples: Optional[int] = None, argument: str = "data") -> None:
+    """Refuses, naming `argument`, inputs the batch streams cannot read.
+
+    A Python generator or iterator, a `keras.utils.PyDataset` or a dataset
+    already distributed by a strategy get a `TypeError` saying what is
+    accepted and how to convert; an infinite `tf.data.Dataset` (`repeat()`)
+    without `max_examples` a `ValueError` (it would run forever).
+    """
+    import collections.abc
+
+    import keras
+
+    kind = None
+    if isinstance(data, keras.utils.PyDataset):
+        kind, fix = "a keras.utils.PyDataset", "wrap it as a tf.data.Dataset of (x, y) batches"
+    elif isinstance(data, tf.distribute.DistributedDataset):
+        kind, fix = ("a distributed dataset", "give the plain tf.data.Dataset and the strategy as `strategy=`; "
+                     "it distributes the batches itself")
+    elif isinstance(data, collections.abc.Iterator):
+        kind, fix = ("a Python generator or iterator",
+                     "wrap it with tf.data.Dataset.from_generator(..., output_signature=...), yielding (x, y) batches")
+    if kind is not None:
+        raise TypeError(
+            f"`{argument}` is {kind}: it must be an array of inputs (with `y`), an (x, y) tuple of arrays or a "
+            f"tf.data.Dataset of (x, y) batches; {fix}."
+        )
+    if (isinstance(data, tf.data.Dataset) and max_examples is None
+            and int(data.cardinality().numpy()) == int(tf.data.INFINITE_CARDINALITY)):
+        raise ValueError(
+            f"`{argument}` is an infinite tf.data.Dataset (it repeats forever): pass `max_examples=` (evaluation), "
+            "or `dataset.take(n)` / drop the `repeat()`."
+        )
+
+
 def _split(data, y):
     if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
         return data[0], data[1]
@@ -128,6 +162,7 @@ def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None
     unbatched datasets, or a stream (or shard) without any example.
     """
     shard = check_shard(shard)
+    check_data(data, max_examples=max_examples)
     i0, n = shard if shard is not None else (0, 1)
     seen = 0
     if isinstance(data, tf.data.Dataset):

@@ -571,6 +571,7 @@ class Attack:
         stays flat for a `tf.data.Dataset` of any size.
         """
         _distribute.check_strategy(strategy)
+        _batches.check_data(data)
         if not isinstance(data, tf.data.Dataset):
             x_np = data[0] if (isinstance(data, (tuple, list)) and len(data) == 2 and y is None) else data
             _batches.refuse_dict(x_np)

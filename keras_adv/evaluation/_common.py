@@ -35,6 +35,9 @@ def load_model(model):
 
 def to_numpy(data, y=None, *, max_examples: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
     """`(x, y)` numpy arrays from arrays, an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches."""
+    from keras_adv.attacks import _batches
+
+    _batches.check_data(data, max_examples=max_examples)
     if isinstance(data, tf.data.Dataset):
         if y is not None:
             raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")

@@ -171,6 +171,7 @@ def evaluate_robustness(
             )
     if minimal_attack is not None and not isinstance(minimal_attack, Attack):
         raise TypeError(f"`minimal_attack` must be a keras_adv.attacks.Attack, got {type(minimal_attack).__name__}.")
+    _batches.check_data(data, max_examples=max_examples)
     if not isinstance(data, tf.data.Dataset):
         if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
             data, y = data
@@ -277,6 +278,7 @@ def evaluate_robustness(
         minimal_attack=minimal_attack,
         tolerance=tolerance,
         not_applicable=not_applicable,
+        batch_size=None if isinstance(data, tf.data.Dataset) else batch_size,
     )
     if diagnose:
         from keras_adv.evaluation import diagnostics
@@ -381,7 +383,7 @@ class _Accumulator:
         self.minimal["sizes"].append(np.asarray(sizes).reshape(-1))
         self.minimal["broken"].append(np.asarray(broken, bool))
 
-    def report(self, *, norm, bounds, minimal_attack, tolerance, not_applicable=None):
+    def report(self, *, norm, bounds, minimal_attack, tolerance, not_applicable=None, batch_size=None):
         cat = np.concatenate
         not_applicable = dict(not_applicable or {})
         results: Dict[str, AttackResult] = {}
@@ -402,7 +404,7 @@ class _Accumulator:
             clean_correct=cat(self.chunks["clean_correct"]), p_true_clean=cat(self.chunks["p_true_clean"]),
             results=results, minimal=minimal, clean_examples=cat(self.examples), tolerance=tolerance,
             keys=cat(self.chunks["keys"]), example_keys=cat(self.example_keys),
-            not_applicable=not_applicable,
+            not_applicable=not_applicable, batch_size=batch_size,
         )
 
 

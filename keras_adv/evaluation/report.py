@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import keras
 import numpy as np
 
 __all__ = ["AttackResult", "RobustnessReport", "SCHEMA_VERSION"]
@@ -40,6 +41,19 @@ class AttackResult:
         self.examples.append(np.asarray(examples))
         self.example_predictions.append(None if example_predictions is None else np.asarray(example_predictions))
 
+    def __getstate__(self):
+        # The attack holds compiled functions and weak references, which do not pickle: a pickled
+        # (or deep-copied) result carries the attack as its Keras config and rebuilds it when loaded,
+        # so shard reports can travel between processes and be merged on one.
+        state = dict(self.__dict__)
+        state["attack"] = _attack_state(self.attack)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state["attack"] = _attack_from_state(state["attack"])
+        self.__dict__.update(state)
+
     def accuracy(self, epsilon: float) -> float:
         """Robust accuracy at `epsilon` (correct clean and under attack)."""
         return float(self.correct[self._index(epsilon)].mean())
@@ -49,6 +63,35 @@ class AttackResult:
             if math.isclose(e, epsilon, rel_tol=1e-9, abs_tol=1e-12):
                 return i
         raise KeyError(f"attack {self.name!r} was not run at epsilon={epsilon}; ran at {self.epsilons}.")
+
+
+_SERIALIZED = "keras_adv.serialized_attack"
+
+
+def _attack_state(attack):
+    if attack is None:
+        return None
+    try:
+        return {_SERIALIZED: keras.saving.serialize_keras_object(attack)}
+    except Exception as error:  # an attack Keras cannot serialize: say which, rather than a pickle error
+        raise TypeError(
+            f"The report's attack {type(attack).__name__} cannot be serialized ({error}); a report pickles its "
+            "attacks as their Keras configs, so a custom attack needs get_config() and "
+            "@keras.saving.register_keras_serializable."
+        ) from error
+
+
+def _attack_from_state(state):
+    if isinstance(state, dict) and _SERIALIZED in state:
+        return keras.saving.deserialize_keras_object(state[_SERIALIZED])
+    return state
+
+
+def _attack_config(attack):
+    try:
+        return keras.saving.serialize_keras_object(attack)
+    except Exception:
+        return None
 
 
 def _jsonable(obj):
@@ -86,8 +129,11 @@ class RobustnessReport:
 
     def __init__(self, *, labels, num_classes, norm, bounds, clean_correct, p_true_clean, results,
                  minimal=None, clean_examples=None, tolerance=0.05, warnings=None, keys=None,
-                 example_keys=None, input_warnings=None, diagnosed=None, not_applicable=None):
+                 example_keys=None, input_warnings=None, diagnosed=None, not_applicable=None, batch_size=None):
         self.labels = np.asarray(labels)
+        #: The `batch_size` that split array inputs into batches (None for a `tf.data.Dataset`, batched by
+        #: its pipeline): shards of one evaluation must agree on it, since a shard is a set of batches.
+        self.batch_size = None if batch_size is None else int(batch_size)
         # Position of each example in the whole (unsharded) stream, to merge shards in order.
         self.keys = np.arange(len(self.labels), dtype=np.int64) if keys is None else np.asarray(keys, np.int64)
         self.example_keys = (self.keys[: 0 if clean_examples is None else len(clean_examples)]
@@ -243,6 +289,22 @@ class RobustnessReport:
                 raise ValueError("`reports` must share norm, bounds and number of classes to be merged.")
             if (r.minimal is None) != (first.minimal is None):
                 raise ValueError("`reports` must all have (or all lack) a minimal-perturbation attack.")
+            for name in first.results:
+                mine, theirs = _attack_config(first.results[name].attack), _attack_config(r.results[name].attack)
+                if mine != theirs:
+                    a = (mine or {}).get("config", {}) if isinstance(mine, dict) else {}
+                    b = (theirs or {}).get("config", {}) if isinstance(theirs, dict) else {}
+                    diff = ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                                     if a.get(k) != b.get(k)) or f"{mine!r} vs {theirs!r}"
+                    raise ValueError(
+                        f"`reports` ran attack {name!r} with different settings ({diff}): shards of one "
+                        "evaluation use the very same attacks."
+                    )
+            if r.batch_size != first.batch_size:
+                raise ValueError(
+                    f"`reports` split their arrays into batches of different sizes ({first.batch_size} vs "
+                    f"{r.batch_size}): a shard is a set of batches, so every shard must use the same `batch_size`."
+                )
         keys = np.concatenate([r.keys for r in reports])
         if len(np.unique(keys)) != len(keys):
             raise ValueError("`reports` overlap (the same example appears in two of them): merge disjoint shards.")
@@ -288,6 +350,7 @@ class RobustnessReport:
             keys=keys[order], example_keys=ex_keys[ex_order], input_warnings=head.input_warnings,
             diagnosed=any(r.diagnosed for r in reports),
             not_applicable={k: v for r in reports for k, v in r.not_applicable.items()},
+            batch_size=first.batch_size,
         )
         if out.diagnosed:
             from keras_adv.evaluation import diagnostics

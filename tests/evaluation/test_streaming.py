@@ -52,6 +52,69 @@ def test_shards_merge_exactly_into_the_whole_report(cnn, digits):
         keras_adv.evaluate_robustness(cnn, x, y, shard=(3, 3), **kw)
 
 
+def test_shard_reports_pickle_across_processes_and_refuse_mismatched_merges(cnn, digits):
+    import pickle
+    import subprocess
+    import sys
+
+    _, (xs, ys) = digits
+    x, y = xs[:64], ys[:64]
+    kw = dict(attacks={"pgd": keras_adv.attacks.PGD(0.1, steps=3, seed=5)}, batch_size=16, verbose=0)
+    whole = keras_adv.evaluate_robustness(cnn, x, y, **kw)
+    shards = [keras_adv.evaluate_robustness(cnn, x, y, shard=(i, 2), **kw) for i in range(2)]
+    # A shard travels as a pickle (the attack as its Keras config) and is loaded in a fresh process,
+    # which merges it with the other shard into the whole report.
+    blob = pickle.dumps(shards)
+    code = ("import pickle, sys, keras_adv\n"
+            "shards = pickle.loads(sys.stdin.buffer.read())\n"
+            "sys.stdout.buffer.write(pickle.dumps(keras_adv.evaluation.RobustnessReport.merge(shards).to_dict()))\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert pickle.loads(proc.stdout) == whole.to_dict()
+    loaded = pickle.loads(blob)[0]
+    assert loaded.results["pgd"].attack.get_config() == kw["attacks"]["pgd"].get_config()
+    # Shards that are not parts of one evaluation are refused, naming what differs.
+    other = keras_adv.evaluate_robustness(cnn, x, y, shard=(1, 2), **dict(kw, attacks={
+        "pgd": keras_adv.attacks.PGD(0.1, steps=5, seed=5)}))
+    with pytest.raises(ValueError, match=r"attack 'pgd' with different settings \(steps: 3 vs 5\)"):
+        keras_adv.evaluation.RobustnessReport.merge([shards[0], other])
+    halves = keras_adv.evaluate_robustness(cnn, x, y, shard=(1, 2), **dict(kw, batch_size=8))
+    with pytest.raises(ValueError, match=r"batches of different sizes \(16 vs 8\).*same `batch_size`"):
+        keras_adv.evaluation.RobustnessReport.merge([shards[0], halves])
+
+
+def test_generators_py_datasets_and_infinite_streams_get_clear_errors(cnn, digits):
+    _, (xs, ys) = digits
+    x, y = xs[:32], ys[:32]
+    fgsm = keras_adv.attacks.FGSM(0.1)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)]
+
+    def gen():
+        yield x, y
+
+    for data, kind in ((gen(), "a Python generator or iterator.*from_generator"),
+                       (Batches(), "a keras.utils.PyDataset")):
+        with pytest.raises(TypeError, match=rf"`data` is {kind}"):
+            keras_adv.evaluate_robustness(cnn, data, attacks={"fgsm": fgsm}, verbose=0)
+        with pytest.raises(TypeError, match=rf"`data` is {kind}"):
+            fgsm.generate(cnn, data, verbose=0)
+    forever = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
+    with pytest.raises(ValueError, match=r"`data` is an infinite tf.data.Dataset.*max_examples"):
+        keras_adv.evaluate_robustness(cnn, forever, attacks={"fgsm": fgsm}, verbose=0)
+    with pytest.raises(ValueError, match=r"`data` is an infinite tf.data.Dataset"):
+        fgsm.generate(cnn, forever, verbose=0)
+    # with max_examples the infinite stream is fine, and equals the arrays
+    capped = keras_adv.evaluate_robustness(cnn, forever, attacks={"fgsm": fgsm}, max_examples=32, verbose=0)
+    assert capped.to_dict() == keras_adv.evaluate_robustness(cnn, x, y, attacks={"fgsm": fgsm}, batch_size=16,
+                                                             verbose=0).to_dict()
+
+
 def test_stream_of_unknown_length_with_max_examples_equals_arrays(cnn, digits):
     _, (xs, ys) = digits
     x, y = xs[:64], ys[:64]
