@@ -492,7 +492,8 @@ class Attack:
 
     # ----------------------------------------------------------- helpers
     def input_gradient(self, model, x, y, loss_fn):
-        """Gradient of the attack objective w.r.t. `x`, and the per-example objective.
+        """Returns `(gradient, objective, outputs)`: the objective's gradient w.r.t. `x`, the per-example
+        objective (shape `(batch,)`) and the model's outputs at `x`.
 
         The objective is `loss(y, model(x))`, negated for targeted attacks,
         so attacks always *ascend* it. Raises `NoInputGradientError` when

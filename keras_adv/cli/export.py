@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from keras_adv.cli import inputs
 from keras_adv.utils.io import atomic_directory, atomic_write  # standard library only: no TensorFlow at start-up
@@ -39,6 +40,11 @@ def export_saved_model(model, path: str, input_name=None) -> str:
 def run(args) -> int:
     model = inputs.load_model(args.model_file)
     out = args.output or os.path.join(os.path.dirname(os.path.abspath(args.model_file)), "serving", "1")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"the export folder {out} is a file; give a folder such as serving/1.")
+    if args.input_name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", args.input_name):
+        raise CLIError(f"--input-name {args.input_name!r}: a serving input name is letters, digits and "
+                       "underscores, not starting with a digit (e.g. 'image').")
     if os.path.exists(out) and os.listdir(out) and not args.overwrite:
         raise CLIError(f"the export folder {out} is not empty; pass --overwrite or choose another folder.")
     dataset = args.dataset

@@ -115,9 +115,16 @@ def run(args) -> int:
     options = inputs.parse_options(args.attack_option)
     if args.epochs is None:
         args.epochs = default_epochs(meta.name)
-    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps)):
-        if value < 1:
+    # Every number is checked here, before any data is loaded or any epoch trains: a bad judge option
+    # found after training would lose the trained model.
+    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps),
+                        ("--eval-steps", args.eval_steps), ("--eval-restarts", args.eval_restarts),
+                        ("--eval-batch-size", args.eval_batch_size), ("--limit", args.limit),
+                        ("--test-limit", args.test_limit)):
+        if value is not None and value < 1:
             raise CLIError(f"{name} must be >= 1, got {value}.")
+    if not args.adv_weight >= 0:  # also refuses NaN
+        raise CLIError(f"--adv-weight must be >= 0, got {args.adv_weight:g}.")
     if args.judge_limit is not None and args.judge_limit < 0:
         raise CLIError(f"--judge-limit must be >= 0 (0 = all test images), got {args.judge_limit}.")
     if not 0.0 <= args.ema < 1.0:  # also refuses NaN

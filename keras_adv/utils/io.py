@@ -111,11 +111,19 @@ def atomic_directory(path: PathLike, replace: bool = False) -> Iterator[str]:
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path!r} is a file, not a folder.")
     if os.path.isdir(path) and os.listdir(path) and not replace:
         raise FileExistsError(f"{path!r} exists and is not empty.")
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
     try:
         yield tmp
+        # mkdtemp makes the folder private (0700); the result gets the permissions of any folder
+        # created by this process (0755 under the usual umask 022), so that a server running as
+        # another user (TF Serving) can read an export.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         old = None
         if os.path.isdir(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)

@@ -144,6 +144,46 @@ def test_bad_input_lists_valid_names(argv, expected, capsys):
         assert text in err, (text, err)
 
 
+@pytest.mark.parametrize("argv, expected", [
+    # numbers checked before any data loads or any epoch trains (--eval-batch-size 0 used to fail after
+    # training, losing the model; the others ended in tracebacks with exit 1)
+    (["train", "--eval-batch-size", "0"], "--eval-batch-size must be >= 1, got 0."),
+    (["train", "--adv-weight", "-1"], "--adv-weight must be >= 0, got -1."),
+    (["train", "--limit", "0"], "--limit must be >= 1, got 0."),
+    (["train", "--test-limit", "0"], "--test-limit must be >= 1, got 0."),
+    (["evaluate", "MODEL", "--limit", "0"], "--limit must be >= 1, got 0."),
+    (["evaluate", "MODEL", "--split", "validation"], "--split 'validation': digits has the splits 'train' and 'test'."),
+    (["export", "MODEL", "FILE"], "is a file; give a folder"),
+    (["export", "MODEL", "OUT", "--input-name", "bad name!"], "--input-name 'bad name!': a serving input name"),
+])
+def test_bad_numbers_and_names_exit_2_with_one_line_before_any_work(argv, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from keras_adv.models import presets
+
+    presets.get("small_cnn", (8, 8, 1), 10).save(tmp_path / "m.keras")
+    (tmp_path / "a_file").write_text("")
+    subs = {"MODEL": str(tmp_path / "m.keras"), "FILE": str(tmp_path / "a_file"), "OUT": str(tmp_path / "out")}
+    argv = [subs.get(a, a) for a in argv]
+    if argv[0] == "train":
+        argv += ["--output", str(tmp_path / "run")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+def test_export_folder_is_readable_like_any_folder_the_process_creates(tmp_path):
+    from keras_adv.utils.io import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "serving" / "1") as tmp:
+            open(os.path.join(tmp, "saved_model.pb"), "w").close()
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "serving" / "1").st_mode & 0o777) == oct(0o755)  # was 0o700 (mkdtemp's)
+
+
 def test_evaluate_rejects_mismatched_dataset(trained, capsys):
     assert cli.main(["evaluate", str(trained / "model.keras"), "--dataset", "cifar10"]) == 2
     err = capsys.readouterr().err
