@@ -496,9 +496,29 @@ class AdversarialModel(keras.Model):
             return data_checks.guarded_call(self, super().fit, "fit", args, kwargs)
 
     def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`, with the data checked before the first step; also multi-worker."""
+        """`keras.Model.evaluate`, with the data checked before the first step; also multi-worker.
+
+        Without `return_dict`, the values come in the order of `metrics_names`.
+        """
+        args = list(args)
+        return_dict = bool(args.pop(7)) if len(args) > 7 else bool(kwargs.pop("return_dict", False))
+        kwargs["return_dict"] = True
         with _compat.multi_worker_fit(self):
-            return data_checks.guarded_call(self, super().evaluate, "evaluate", args, kwargs)
+            logs = data_checks.guarded_call(self, super().evaluate, "evaluate", tuple(args), kwargs)
+        if return_dict:
+            return logs
+        # Keras orders a list by the metrics' names, which for the compiled metrics and their adversarial
+        # copies are the same ("accuracy" twice): the list held the clean accuracy twice and the
+        # adversarial one last, out of step with `metrics_names`.
+        values = [logs[name] for name in self.metrics_names if name in logs]
+        values += [value for name, value in logs.items() if name not in self.metrics_names]
+        return values[0] if len(values) == 1 else values
+
+    @property
+    def metrics_names(self):
+        """The names of the logged values, in the order of `evaluate`'s list: `loss`, `clean_loss`,
+        `adv_loss`, the compiled metrics, their `adv_` copies, `robustness_margin`."""
+        return list(self.get_metrics_result()) if self.compiled else []
 
     def _fuses(self):
         """Whether the clean and adversarial training forwards run as one concatenated batch."""

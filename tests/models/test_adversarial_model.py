@@ -251,6 +251,20 @@ def test_a_logits_loss_on_a_softmax_model_is_refused_and_unknown_outputs_pass():
         "sgd", "sparse_categorical_crossentropy")
 
 
+def test_evaluate_list_is_in_the_order_of_metrics_names():
+    # Keras orders the list by metric names, and the compiled metrics and their adversarial copies share
+    # theirs: the list held the clean accuracy twice and adv_accuracy last, 7 values for 6 names.
+    base = linear_model(RNG.normal(size=(D, K)), np.zeros(K), (D,))
+    model = ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.3))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    x, y = _data(32)
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    values = model.evaluate(x, y, verbose=0)
+    assert model.metrics_names == ["loss", "clean_loss", "adv_loss", "accuracy", "adv_accuracy", "robustness_margin"]
+    assert values == [logs[name] for name in model.metrics_names]
+    assert logs["accuracy"] != logs["adv_accuracy"]  # the two accuracies are told apart
+
+
 def test_integer_inputs_fail_clearly():
     model, _ = _linear_adv_model(RNG.normal(size=(D, K)), np.zeros(K), 1.0)
     with pytest.raises(TypeError, match=r"floating point"):
