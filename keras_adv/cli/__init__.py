@@ -22,6 +22,25 @@ from keras_adv.cli.registry import CLIError, attack_registry, make_attack
 __all__ = ["main", "build_parser", "attack_registry", "make_attack", "CLIError", "DEFAULT_OUTPUT"]
 
 
+def _import_modules(modules: List[str]) -> None:
+    """Imports the `--import` modules (the current folder first on the path), after the library."""
+    if not modules:
+        return
+    import importlib
+    import os
+
+    from keras_adv.cli._startup import library
+
+    library()
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise CLIError(f"--import {name}: {e}") from e
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the command line with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     parser = build_parser()
@@ -32,6 +51,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from keras_adv.datasets.catalog import DatasetUnavailableError
 
     try:
+        _import_modules(getattr(args, "imports", None) or [])
         return args.func(args)
     except (CLIError, DatasetUnavailableError) as e:
         print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)

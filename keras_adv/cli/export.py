@@ -60,6 +60,11 @@ def run(args) -> int:
     from keras_adv.evaluation._common import predicted_classes
 
     base = inputs.base_model(model)
+    if meta is not None and getattr(base, "inputs", None):  # before anything is written
+        got = tuple(base.inputs[0].shape[1:])
+        if got != tuple(meta.input_shape):
+            raise CLIError(f"the model takes inputs of shape {got} but dataset {meta.name!r} has inputs of shape "
+                           f"{tuple(meta.input_shape)}; pass the dataset it was trained on with --dataset.")
     input_name = export_saved_model(model, out, args.input_name)
     shape = tuple(base.inputs[0].shape[1:]) if getattr(base, "inputs", None) else None
     sample = np.zeros((1,) + shape, "float32") if shape else None
@@ -78,6 +83,9 @@ def run(args) -> int:
     print(f"checked: tf.saved_model.load answers, predicted class {int(predicted_classes(predictions)[0])} "
           f"for the {'test image' if meta is not None else 'all-zero image'} in {request_path}")
     base_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.basename(os.path.normpath(out)).isdigit():
+        print(f"note: TF Serving loads numbered version folders (NAME/1, NAME/2, ...); {out} is not one, so "
+              "export to e.g. serving/1 for the command below to work.")
     print("serve it with TF Serving (the folder holds numbered versions):\n"
           f"  docker run -p 8501:8501 -v {base_dir}:/models/robust -e MODEL_NAME=robust tensorflow/serving\n"
           f"  curl -d @{request_path} http://localhost:8501/v1/models/robust:predict")

@@ -90,6 +90,11 @@ def load_model(path: str):
     """The `.keras` model at `path` (an `AdversarialModel` or any Keras model)."""
     if not os.path.exists(path):
         raise CLIError(f"model file not found: {os.path.abspath(path)}")
+    import zipfile
+
+    if path.endswith(".keras") and os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise CLIError(f"cannot load the model {path!r}: it is not a .keras file (a zip archive written by "
+                       "model.save); it may be truncated or corrupt.")
     library()
     import keras
 

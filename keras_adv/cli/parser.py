@@ -97,8 +97,16 @@ def _dispatch(module: str):
     return run
 
 
+def _imports(command: argparse.ArgumentParser):
+    command.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                         help="import this Python module first (repeatable; the current folder is on the path): "
+                              "one that registers your own attacks, norms or objectives, so that models using "
+                              "them load and --attack/--objective accept them")
+
+
 def _seed_quiet_and_run(command: argparse.ArgumentParser, module: str):
     """The options every computing command shares, and the module that runs it."""
+    _imports(command)
     command.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     command.add_argument("--quiet", dest="verbose", action="store_false", help="no progress output")
     command.set_defaults(func=_dispatch(module))
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--input-name", default=None, help="name of the serving input (default: the model's, or 'inputs')")
     export.add_argument("--dataset", default=None, help="take the sample request from this dataset's test split")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty export folder")
+    _imports(export)
     export.set_defaults(func=_dispatch("export"))
 
     lister = sub.add_parser("list", help="list datasets, model presets, attacks and objectives",

@@ -193,7 +193,14 @@ def run(args) -> int:
     train_time = time.time() - start
 
     subset = "" if judge_limit == len(x_test) else f" (the first {judge_limit} of {len(x_test)})"
-    say(f"Judging on {judge_limit} test {what}{subset} with attacks stronger than the training one: "
+    # "Stronger" is what the defaults give (PGD-50 x3, AutoAttack vs PGD-7); a judge iterating no more
+    # than the training attack (--eval-steps 2) is said to be what it is.
+    weak = any(getattr(j, "steps", None) is not None and j.steps * max(1, getattr(j, "restarts", 1) or 1) <= args.steps
+               for j in judges.values())
+    strength = ("stronger than the training one" if not weak else
+                f"no stronger than the training one's {args.steps} steps (raise --eval-steps for an honest "
+                "judgement)")
+    say(f"Judging on {judge_limit} test {what}{subset} with attacks {strength}: "
         + "; ".join(attack_label(j) for j in judges.values()))
     start = time.time()
     report = ka.evaluate_robustness(base, x_test[:judge_limit], y_test[:judge_limit], attacks=judges,
@@ -259,6 +266,7 @@ def run(args) -> int:
     print(f"time: training {train_time:.0f} s, judging {judge_time:.0f} s")
     print("saved " + ", ".join(p for p in paths.values() if os.path.exists(p)))
     if args.verbose:
-        print(f"next: keras-adv evaluate {paths['model']} --dataset {meta.name}\n"
-              f"      keras-adv export {paths['model']} {os.path.join(args.output, 'serving', '1')}")
+        imports = "".join(f" --import {name}" for name in getattr(args, "imports", None) or [])
+        print(f"next: keras-adv evaluate {paths['model']} --dataset {meta.name}{imports}\n"
+              f"      keras-adv export {paths['model']} {os.path.join(args.output, 'serving', '1')}{imports}")
     return 0

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import subprocess
 import sys
 
 import keras
@@ -155,6 +156,7 @@ def test_bad_input_lists_valid_names(argv, expected, capsys):
     (["evaluate", "MODEL", "--split", "validation"], "--split 'validation': digits has the splits 'train' and 'test'."),
     (["export", "MODEL", "FILE"], "is a file; give a folder"),
     (["export", "MODEL", "OUT", "--input-name", "bad name!"], "--input-name 'bad name!': a serving input name"),
+    (["evaluate", "FILE.keras"], "it is not a .keras file (a zip archive written by model.save)"),  # was "File not found"
 ])
 def test_bad_numbers_and_names_exit_2_with_one_line_before_any_work(argv, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -162,7 +164,9 @@ def test_bad_numbers_and_names_exit_2_with_one_line_before_any_work(argv, expect
 
     presets.get("small_cnn", (8, 8, 1), 10).save(tmp_path / "m.keras")
     (tmp_path / "a_file").write_text("")
-    subs = {"MODEL": str(tmp_path / "m.keras"), "FILE": str(tmp_path / "a_file"), "OUT": str(tmp_path / "out")}
+    (tmp_path / "a_file.keras").write_text("not a zip")
+    subs = {"MODEL": str(tmp_path / "m.keras"), "FILE": str(tmp_path / "a_file"), "OUT": str(tmp_path / "out"),
+            "FILE.keras": str(tmp_path / "a_file.keras")}
     argv = [subs.get(a, a) for a in argv]
     if argv[0] == "train":
         argv += ["--output", str(tmp_path / "run")]
@@ -170,6 +174,42 @@ def test_bad_numbers_and_names_exit_2_with_one_line_before_any_work(argv, expect
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
     assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists()
+
+
+def test_import_option_loads_the_users_registered_components(tmp_path, monkeypatch, capsys):
+    # A model whose attack is the user's own class loads in `export` only once its module is imported.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_attacks.py").write_text(
+        "import keras, keras_adv\n"
+        "@keras.saving.register_keras_serializable(package='my_attacks')\n"
+        "class Halved(keras_adv.attacks.FGSM):\n"
+        "    pass\n")
+    code = ("import keras, keras_adv, my_attacks\n"
+            "base = keras_adv.models.presets.small_cnn((8, 8, 1), 10, width=4)\n"
+            "m = keras_adv.AdversarialModel(base, attack=my_attacks.Halved(0.1))\n"
+            "m.save('custom.keras')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert cli.main(["export", "custom.keras", "serving/1", "--import", "no_such_module"]) == 2
+    assert "--import no_such_module: No module named 'no_such_module'" in capsys.readouterr().err
+    assert cli.main(["export", "custom.keras", "serving/1", "--import", "my_attacks"]) == 0
+    assert (tmp_path / "serving" / "1" / "saved_model.pb").exists()
+
+
+def test_weak_judges_are_not_called_stronger(tmp_path, capsys):
+    # --eval-steps 2 x 1 restart against PGD-7 training: the header says so instead of "stronger"
+    assert cli.main(["train", "--epochs", "1", "--limit", "64", "--test-limit", "16", "--width", "4", "--judges",
+                     "pgd", "--eval-steps", "2", "--eval-restarts", "1", "--output", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "no stronger than the training one's 7 steps (raise --eval-steps" in out
+    assert "with attacks stronger than" not in out
+
+
+def test_export_refuses_a_mismatched_dataset_before_writing(trained, tmp_path, capsys):
+    assert cli.main(["export", str(trained / "model.keras"), str(tmp_path / "s" / "1"), "--dataset",
+                     "breast_cancer"]) == 2
+    assert "has inputs of shape (30,)" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
 
 
 def test_export_folder_is_readable_like_any_folder_the_process_creates(tmp_path):
