@@ -174,10 +174,19 @@ def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None
             indices = iter(range(i0, 2**62, n))
         else:
             indices = None
-        count, rank = 0, None
+        count, rank, warned = 0, None, False
         for k, batch in enumerate(dataset):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("A tf.data.Dataset passed as `data` must yield (x, y) batches.")
+            if len(batch) > 2 and not warned:
+                import warnings
+
+                warnings.warn(
+                    "`data` yields (x, y, sample_weight) batches: the sample weights are ignored, every example "
+                    "counts (as in Keras' unweighted metrics). Drop examples that must not count (e.g. "
+                    "unlabeled ones with weight 0) with `dataset.unbatch().filter(...)`, or map to (x, y).",
+                    stacklevel=3)
+                warned = True
             refuse_dict(batch[0])
             xb = batch[0].numpy() if tf.is_tensor(batch[0]) else np.asarray(batch[0])
             yb = batch[1].numpy() if tf.is_tensor(batch[1]) else np.asarray(batch[1])

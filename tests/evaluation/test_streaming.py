@@ -109,6 +109,10 @@ def test_generators_py_datasets_and_infinite_streams_get_clear_errors(cnn, digit
         keras_adv.evaluate_robustness(cnn, forever, attacks={"fgsm": fgsm}, verbose=0)
     with pytest.raises(ValueError, match=r"`data` is an infinite tf.data.Dataset"):
         fgsm.generate(cnn, forever, verbose=0)
+    # sample weights are not silently dropped: a warning says they are ignored
+    weighted = tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(16)
+    with pytest.warns(UserWarning, match="sample weights are ignored"):
+        keras_adv.evaluate_robustness(cnn, weighted, attacks={"fgsm": fgsm}, verbose=0)
     # with max_examples the infinite stream is fine, and equals the arrays
     capped = keras_adv.evaluate_robustness(cnn, forever, attacks={"fgsm": fgsm}, max_examples=32, verbose=0)
     assert capped.to_dict() == keras_adv.evaluate_robustness(cnn, x, y, attacks={"fgsm": fgsm}, batch_size=16,
