@@ -159,10 +159,14 @@ class L1(Norm):
             raise ValueError(f"`sparsity` must be in [0, 1), got {sparsity}.")
         self.sparsity = float(sparsity)
 
+    def _num_moved(self, d):
+        """How many of `d` coordinates a sparse step moves: the top `1 − sparsity`, at least one."""
+        return tf.maximum(1, tf.cast(tf.math.ceil((1.0 - self.sparsity) * tf.cast(d, tf.float32)), tf.int32))
+
     def normalize(self, g):
         flat = _per_example(g)
         d = tf.shape(flat)[1]
-        k = tf.maximum(1, tf.cast(tf.math.ceil((1.0 - self.sparsity) * tf.cast(d, tf.float32)), tf.int32))
+        k = self._num_moved(d)
         absg = tf.abs(flat)
         kth = tf.math.top_k(absg, k=k, sorted=True).values[:, -1:]
         mask = tf.cast(absg >= kth, flat.dtype)
@@ -191,7 +195,7 @@ class L1(Norm):
         room = _per_example(tf.maximum(tf.where(g > 0, hi - x, x - lo), 0.0))
         d = tf.shape(flat)[1]
         s = tf.cast(step_size, flat.dtype)
-        k_sparse = tf.maximum(1, tf.cast(tf.math.ceil((1.0 - self.sparsity) * tf.cast(d, tf.float32)), tf.int32))
+        k_sparse = self._num_moved(d)
         order = tf.argsort(absg, axis=1, direction="DESCENDING", stable=True)
         filled = tf.cumsum(tf.gather(room, order, batch_dims=1), axis=1)
         k_room = 1 + tf.reduce_sum(tf.cast(filled < s, tf.int32), axis=1, keepdims=True)

@@ -162,7 +162,6 @@ def iterate(data, y=None, *, batch_size: int, max_examples: Optional[int] = None
     unbatched datasets, or a stream (or shard) without any example.
     """
     shard = check_shard(shard)
-    check_data(data, max_examples=max_examples)
     i0, n = shard if shard is not None else (0, 1)
     seen = 0
     if isinstance(data, tf.data.Dataset):

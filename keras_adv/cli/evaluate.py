@@ -41,10 +41,7 @@ def run(args) -> int:
         lookup_attack(name)
     epsilons = inputs.parse_epsilons(args.epsilons)
     options = inputs.parse_options(args.attack_option)
-    for name, value in (("--limit", args.limit), ("--steps", args.steps), ("--restarts", args.restarts),
-                        ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            raise CLIError(f"{name} must be >= 1, got {value}.")
+    inputs.check_counts(limit=args.limit, steps=args.steps, restarts=args.restarts, batch_size=args.batch_size)
     if meta.source != "tfds" and args.split not in ("train", "test"):  # tfds takes slices such as test[:10%]
         raise CLIError(f"--split {args.split!r}: {meta.name} has the splits 'train' and 'test'.")
     model = inputs.load_model(args.model_file)

@@ -37,6 +37,13 @@ def parse_list(text: str, what: str) -> List[str]:
     return items
 
 
+def check_counts(**options) -> None:
+    """Refuses any count below 1, by its option name (`eval_steps=0` -> "--eval-steps must be >= 1"); None is unset."""
+    for key, value in options.items():
+        if value is not None and value < 1:
+            raise CLIError(f"--{key.replace('_', '-')} must be >= 1, got {value}.")
+
+
 def check_epsilon(value: float, what: str = "--epsilon", bounds: Tuple[float, float] = BOUNDS) -> float:
     """ε must lie in [0, bounds width]: a larger L∞ budget reaches every input, so 'robust' means nothing."""
     width = bounds[1] - bounds[0]

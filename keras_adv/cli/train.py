@@ -117,12 +117,9 @@ def run(args) -> int:
         args.epochs = default_epochs(meta.name)
     # Every number is checked here, before any data is loaded or any epoch trains: a bad judge option
     # found after training would lose the trained model.
-    for name, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--steps", args.steps),
-                        ("--eval-steps", args.eval_steps), ("--eval-restarts", args.eval_restarts),
-                        ("--eval-batch-size", args.eval_batch_size), ("--limit", args.limit),
-                        ("--test-limit", args.test_limit)):
-        if value is not None and value < 1:
-            raise CLIError(f"{name} must be >= 1, got {value}.")
+    inputs.check_counts(epochs=args.epochs, batch_size=args.batch_size, steps=args.steps, eval_steps=args.eval_steps,
+                        eval_restarts=args.eval_restarts, eval_batch_size=args.eval_batch_size, limit=args.limit,
+                        test_limit=args.test_limit)
     if not args.adv_weight >= 0:  # also refuses NaN
         raise CLIError(f"--adv-weight must be >= 0, got {args.adv_weight:g}.")
     if args.judge_limit is not None and args.judge_limit < 0:

@@ -510,8 +510,9 @@ class AdversarialModel(keras.Model):
         # Keras orders a list by the metrics' names, which for the compiled metrics and their adversarial
         # copies are the same ("accuracy" twice): the list held the clean accuracy twice and the
         # adversarial one last, out of step with `metrics_names`.
-        values = [logs[name] for name in self.metrics_names if name in logs]
-        values += [value for name, value in logs.items() if name not in self.metrics_names]
+        names = self.metrics_names
+        values = [logs[name] for name in names if name in logs]
+        values += [value for name, value in logs.items() if name not in names]
         return values[0] if len(values) == 1 else values
 
     @property
