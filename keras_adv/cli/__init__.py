@@ -52,13 +52,32 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         _import_modules(getattr(args, "imports", None) or [])
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a reader that left shows here, not in Python's exit flush
+        return status
     except (CLIError, DatasetUnavailableError) as e:
         print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # an optional extra is missing (e.g. scikit-learn for the digits)
         print(f"keras-adv {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT; files are written atomically
+        print(f"\nkeras-adv {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `keras-adv list | head -1`: the reader left; stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null so that Python's exit flush does not raise BrokenPipeError again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

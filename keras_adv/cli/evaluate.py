@@ -71,6 +71,7 @@ def run(args) -> int:
     print(report)
     os.makedirs(out, exist_ok=True)
     json_path, png_path = os.path.join(out, "robustness.json"), os.path.join(out, "robustness.png")
+    replaced = os.path.exists(json_path)
     document = report.to_dict()
     document["run"] = {"model_file": os.path.abspath(args.model_file), "dataset": meta.name, "split": args.split,
                        "seed": args.seed}
@@ -81,5 +82,6 @@ def run(args) -> int:
         with atomic_path(png_path) as tmp:
             report.plot(tmp, title=f"{os.path.basename(args.model_file)} on {meta.name} ({len(x)} {what})")
         saved.append(png_path)
-    print("saved " + " and ".join(saved))
+    print("saved " + " and ".join(saved) + (" (replacing the previous evaluation there; --output DIR keeps both)"
+                                           if replaced else ""))
     return 0

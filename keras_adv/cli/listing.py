@@ -19,6 +19,9 @@ def run(args) -> int:
         print(f"  {d['name']:<14} {shape:<8} {d['num_classes']:>3} classes  {d['description']}")
     print("model presets (--model):\n  " + ", ".join(table["presets"]))
     print("  (text models: keras_adv.models.presets.text_classifier(vocab_size, ...) in Python, docs/text.md)")
+    tables = ", ".join(d["name"] for d in table["datasets"] if len(d["input_shape"]) == 1)
     print("attacks (--attack, --attacks, --judges):\n  " + ", ".join(table["attacks"]))
+    print(f"attacks for tables ({tables}: they keep records valid in the dataset's feature space):\n  "
+          + ", ".join(table["table_attacks"]))
     print("objectives (--objective):\n  " + ", ".join(table["objectives"]))
     return 0

@@ -33,7 +33,7 @@ def load() -> Dict:
 def live() -> Dict:
     """The same content, read from the library's registries (imports TensorFlow)."""
     from keras_adv.cli._startup import library
-    from keras_adv.cli.registry import attack_registry, objective_names
+    from keras_adv.cli.registry import attack_registry, is_constrained, objective_names
 
     ka = library()
     datasets = []
@@ -44,7 +44,8 @@ def live() -> Dict:
     return {
         "datasets": datasets,
         "presets": list(ka.models.presets.available()),
-        "attacks": list(attack_registry()),
+        "attacks": [name for name in attack_registry() if not is_constrained(name)],
+        "table_attacks": [name for name in attack_registry() if is_constrained(name)],
         "objectives": list(objective_names()),
     }
 

@@ -45,9 +45,25 @@ def attack_registry() -> Dict[str, type]:
         obj = getattr(attacks, name, None)
         if (isinstance(obj, type) and issubclass(obj, attacks.Attack) and name not in _BASE_CLASSES
                 and not name.startswith("_") and not inspect.isabstract(obj)
-                and not getattr(obj, "discrete_inputs", False)):  # token-id attacks need a text model
+                and not getattr(obj, "discrete_inputs", False)  # token-id attacks need a text model
+                and _buildable_from_a_budget(obj, attacks.Attack)):
             registry[name.lower()] = obj
     return dict(sorted(registry.items()))
+
+
+def _buildable_from_a_budget(cls, base) -> bool:
+    """Whether the command line can build `cls` from `--eps` (and, for tables, the dataset's domain).
+
+    Leaves out base classes that compute nothing themselves (no `perturb` of
+    their own, e.g. `ConstrainedAttack`) and wrappers that need another
+    attack object (`BPDA(attack, ...)`, `EOT(attack, ...)`): Python only.
+    """
+    computes = any(getattr(cls, m) is not getattr(base, m) for m in ("perturb", "perturb_with_restarts"))
+    params = inspect.signature(cls.__init__).parameters.values()
+    needs = [p.name for p in params
+             if p.default is inspect.Parameter.empty and p.name not in ("self", "epsilon", "domain")
+             and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    return computes and not needs
 
 
 def lookup_attack(name: str) -> type:

@@ -660,6 +660,21 @@ class AdversarialModel(keras.Model):
             config["jit_compile_attack"] = True
         return config
 
+    def save(self, filepath, *args, **kwargs):
+        """Keras' `Model.save`, in the Keras format (`.keras`) only.
+
+        Keras' legacy HDF5 format (`.h5`) cannot reload this wrapper (its
+        loader does not know the attack, and the optimizer state does not
+        match), so it is refused before anything is written. The network
+        alone can go to HDF5: `model.base_model.save("robust.h5")`.
+        """
+        if str(filepath).lower().endswith((".h5", ".hdf5")):
+            raise ValueError(
+                f"`filepath` {str(filepath)!r} asks for Keras' legacy HDF5 format, which cannot reload an "
+                "AdversarialModel (its attack and training state): save to a `.keras` file, or save the network "
+                "alone with `model.base_model.save(...)`.")
+        return super().save(filepath, *args, **kwargs)
+
     def save_own_variables(self, store):
         """Keras' own variables plus the seed generator's state, so a restored run continues its random stream."""
         super().save_own_variables(store)
@@ -695,7 +710,9 @@ class AdversarialModel(keras.Model):
         The attack, the optimizer and the training state are not exported. The
         `serving_default` signature takes one input named `input_name`
         (default: the base model's input name, or `"inputs"`) and returns
-        `{"predictions": ...}`.
+        `{"predictions": ...}`. A functional base model with several inputs
+        (a list, or a dict of named features as for tables) takes them as
+        keyword inputs under the base model's input names.
 
         Args:
             filepath: the SavedModel directory to write.
@@ -713,8 +730,10 @@ class AdversarialModel(keras.Model):
         if verbose not in (None, True, False):
             raise ValueError(f"`verbose` must be None, True or False, got {verbose!r}.")
         base = self.base_model
+        inputs = getattr(base, "inputs", None)
+        if inputs and len(inputs) > 1:
+            return self._export_inputs(filepath, base, verbose, input_signature, input_name)
         if input_signature is None:
-            inputs = getattr(base, "inputs", None)
             if inputs:
                 shape, dtype = inputs[0].shape, inputs[0].dtype
             elif self._input_spec_shape is not None:
@@ -731,32 +750,45 @@ class AdversarialModel(keras.Model):
             spec = input_signature[0] if isinstance(input_signature, (list, tuple)) else input_signature
             if input_name is not None:
                 spec = tf.TensorSpec(spec.shape, spec.dtype, name=input_name)
-        name = spec.name or "inputs"
-        spec = tf.TensorSpec(spec.shape, spec.dtype, name=name)
+        _write_serving(filepath, base, tf.TensorSpec(spec.shape, spec.dtype, name=spec.name or "inputs"), verbose)
 
-        archive = keras.export.ExportArchive()
-        archive.track(base)
+    def _export_inputs(self, filepath, base, verbose, input_signature, input_name):
+        """`export` of a functional base model with several inputs: one keyword input per model input."""
+        names = [t.name for t in base.inputs]
+        if input_signature is not None or input_name is not None:
+            raise ValueError(
+                f"The base model has {len(names)} inputs ({', '.join(names)}): the serving signature takes them "
+                "under these names, so `input_signature` and `input_name` (for a single input) must be None.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"The base model's inputs must have distinct names to be served, got {names}.")
+        specs = keras.tree.map_structure(
+            lambda t: tf.TensorSpec((None,) + tuple(t.shape)[1:], t.dtype, name=t.name), base.input)
+        _write_serving(filepath, base, specs, verbose)
 
-        def serve(inputs):
-            return {"predictions": base(inputs, training=False)}
 
-        fn = tf.function(serve, input_signature=[spec], autograph=False)
-        archive.add_endpoint("serve", fn)
-        archive.add_endpoint("serving_default", fn)
-        # Keras' own listing only for verbose=True (Keras < 3.6 has no `verbose`; some versions print
-        # the "Saved artifact" listing even with verbose=False).
-        with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
-            if _accepts(archive.write_out, "verbose"):
-                archive.write_out(filepath, verbose=bool(verbose))
-            else:
-                archive.write_out(filepath)
-        if verbose is None:
-            out = fn.get_concrete_function().structured_outputs["predictions"]
-            print(
-                f"Saved the serving model to '{filepath}': serving_default("
-                f"{name}: {spec.dtype.name}{_shape_str(spec.shape)}) -> "
-                f"predictions: {out.dtype.name}{_shape_str(out.shape)}"
-            )
+def _write_serving(filepath, base, signature, verbose):
+    """Writes `base`'s `serve`/`serving_default` endpoint taking `signature` (a TensorSpec or a structure)."""
+    archive = keras.export.ExportArchive()
+    archive.track(base)
+
+    def serve(inputs):
+        return {"predictions": base(inputs, training=False)}
+
+    fn = tf.function(serve, input_signature=[signature], autograph=False)
+    archive.add_endpoint("serve", fn)
+    archive.add_endpoint("serving_default", fn)
+    # Keras' own listing only for verbose=True (Keras < 3.6 has no `verbose`; some versions print
+    # the "Saved artifact" listing even with verbose=False).
+    with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
+        if _accepts(archive.write_out, "verbose"):
+            archive.write_out(filepath, verbose=bool(verbose))
+        else:
+            archive.write_out(filepath)
+    if verbose is None:
+        out = fn.get_concrete_function().structured_outputs["predictions"]
+        inputs = ", ".join(f"{s.name}: {s.dtype.name}{_shape_str(s.shape)}" for s in keras.tree.flatten(signature))
+        print(f"Saved the serving model to '{filepath}': serving_default({inputs}) -> "
+              f"predictions: {out.dtype.name}{_shape_str(out.shape)}")
 
 
 def _to_python(value):

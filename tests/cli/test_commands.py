@@ -90,6 +90,12 @@ def test_evaluate_table_json_png(trained, tmp_path, capsys):
     assert acc["fgsm"][2] == pytest.approx(expected)
     assert report["attacks"]["pgd"]["config"]["steps"] == 3
     assert report["run"]["dataset"] == "digits" and report["run"]["split"] == "test"
+    assert "replacing" not in printed
+    # a second evaluation into the same folder says that it replaced the first
+    assert cli.main(["evaluate", str(trained / "model.keras"), "--attacks", "fgsm", "--limit", "8",
+                     "--output", str(out), "--quiet"]) == 0
+    assert "(replacing the previous evaluation there; --output DIR keeps both)" in capsys.readouterr().out
+    assert json.loads((out / "robustness.json").read_text())["num_examples"] == 8
 
 
 def test_export_answers_through_saved_model_load(trained, tmp_path, capsys, monkeypatch):

@@ -192,3 +192,31 @@ def test_download_failure_through_the_cli(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("keras-adv train: error: dataset 'mnist' needs a one-time download")
     assert str(tmp_path / "tfds") in err[0]
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "run", interrupted)  # the command dispatches to it at call time
+    assert cli.main(["train", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "keras-adv train: interrupted"
+
+
+def test_reader_leaving_the_pipe_is_quiet():
+    # `keras-adv list | head -1` once `head` has gone: no BrokenPipeError traceback or "Exception ignored"
+    # note, and the status of a process ended by SIGPIPE. The reader is gone before the command prints.
+    script = textwrap.dedent("""\
+        import os, sys
+        sys.argv[0] = "keras-adv"
+        r, w = os.pipe()
+        os.close(r)
+        os.dup2(w, 1)
+        from keras_adv.cli import main
+        sys.exit(main(["list"]))
+    """)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+    assert done.stderr == "" and done.returncode == 141, (done.returncode, done.stderr)

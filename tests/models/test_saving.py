@@ -199,3 +199,35 @@ def test_objective_survives_saving_in_a_fresh_process(tmp_path, objective):
         assert info == {"type": "WeightedMix", "name": "weighted_mix_test", "w": 0.25}
     else:
         assert info == {"type": "Trades", "name": "trades", "w": None}
+
+
+def test_export_of_a_model_with_named_inputs_serves_each_input(tmp_path, capsys):
+    # A table fed as a dict of named features (docs/tabular.md, "Dict inputs"): one serving input per feature.
+    import tensorflow as tf
+
+    a, b = keras.Input((3,), name="duration"), keras.Input((2,), name="packets")
+    for kind, inputs in (("dict", {"duration": a, "packets": b}), ("list", [a, b])):
+        base = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+        model = ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.1))
+        model.export(str(tmp_path / kind))
+        assert "serving_default(duration: float32[None, 3], packets: float32[None, 2])" in capsys.readouterr().out
+        fn = tf.saved_model.load(str(tmp_path / kind)).signatures["serving_default"]
+        assert sorted(fn.structured_input_signature[1]) == ["duration", "packets"]
+        xa, xb = np.random.rand(4, 3).astype("float32"), np.random.rand(4, 2).astype("float32")
+        served = fn(duration=tf.constant(xa), packets=tf.constant(xb))["predictions"].numpy()
+        fed = {"duration": xa, "packets": xb} if kind == "dict" else [xa, xb]
+        np.testing.assert_allclose(served, base.predict(fed, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="2 inputs .*duration, packets.*input_name"):
+        model.export(str(tmp_path / "named"), input_name="x")
+    assert not (tmp_path / "named").exists()
+
+
+@pytest.mark.parametrize("path", ["robust.h5", "robust.HDF5"])
+def test_legacy_h5_save_is_refused_before_writing(tmp_path, path):
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model = ka.AdversarialModel(base, attack=ka.attacks.FGSM(epsilon=0.1))
+    with pytest.raises(ValueError, match=r"`filepath` .*HDF5.*\.keras.*base_model\.save"):
+        model.save(str(tmp_path / path))
+    assert list(tmp_path.iterdir()) == []
+    model.base_model.save(str(tmp_path / "net.h5"))  # the network alone goes to HDF5
+    assert (tmp_path / "net.h5").exists()
