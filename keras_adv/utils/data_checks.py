@@ -59,6 +59,8 @@ def _loss_kind(loss) -> Optional[str]:
         return "sparse"
     if "categorical" in name and "crossentropy" in name:
         return "categorical"
+    if "binary" in name and "crossentropy" in name:
+        return "binary"
     return None
 
 
@@ -252,6 +254,18 @@ def _check_labels(name, y, kind, classes):
                     f"`{name}` has labels outside {limit} (the model's output has "
                     f"{classes if classes is not None else 'unknown'} classes); got labels in [{lo:g}, {hi:g}]."
                 )
+    elif kind == "binary":  # targets in [0, 1]: class 0 or 1 (or a soft target between them)
+        if not np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_:
+            if y.dtype != np.bool_:
+                raise TypeError(f"`{name}` must be numeric labels 0 or 1, got dtype {y.dtype}.")
+        elif y.size:
+            lo, hi = float(y.min()), float(y.max())
+            if lo < 0 or hi > 1:
+                raise ValueError(
+                    f"`{name}` has labels outside [0, 1], the targets of the compiled binary crossentropy "
+                    f"(class 0 or 1); got labels in [{lo:g}, {hi:g}]. For more than two classes use a softmax "
+                    "output and keras.losses.SparseCategoricalCrossentropy."
+                )
     else:  # categorical
         if y.ndim != 2 or (classes is not None and y.shape[1] != classes):
             raise ValueError(
@@ -286,6 +300,11 @@ def batch_checks(model, y, sample_weight):
         checks.append(tf.debugging.Assert(in_range, [
             f"{MARKER} `y` has labels outside [0, {classes}) (the model has "
             f"{classes} classes); min/max label in the batch:", tf.reduce_min(y), tf.reduce_max(y)]))
+    if kind == "binary" and y is not None and (y.dtype.is_integer or y.dtype.is_floating):
+        in_range = tf.reduce_all((y >= tf.cast(0, y.dtype)) & (y <= tf.cast(1, y.dtype)))
+        checks.append(tf.debugging.Assert(in_range, [
+            f"{MARKER} `y` has labels outside [0, 1], the targets of the compiled binary crossentropy; "
+            "min/max label in the batch:", tf.reduce_min(y), tf.reduce_max(y)]))
     if sample_weight is not None and sample_weight.dtype.is_floating:
         ok = tf.reduce_all(tf.math.is_finite(sample_weight) & (sample_weight >= 0))
         checks.append(tf.debugging.Assert(

@@ -241,6 +241,24 @@ def c_free_0_16_data(tmp):
     m = _model(cls=FreeAdversarialModel, replays=2); fit(m, X * 16, Y, tmp=tmp); return m
 
 
+def _binary_model():
+    # A one-unit sigmoid model (a fraud or spam filter); its margin metric gathers the label's class.
+    base = keras.Sequential([keras.Input((D,)), keras.layers.Dense(1, activation="sigmoid")])
+    return _model(base=base, loss="binary_crossentropy")
+
+
+def c_binary_label_2(tmp):
+    m = _binary_model(); fit(m, X, _with(Y % 2, 50, 2), tmp=tmp); return m
+
+
+def c_binary_label_2_tf_data(tmp):
+    m = _binary_model(); fit(m, _ds(X, _with((Y % 2).astype("float32"), 50, 2.0)), tmp=tmp); return m
+
+
+def c_binary_evaluate_label_5(tmp):
+    m = _binary_model(); m.evaluate(X, np.full(N, 5), verbose=0); return m
+
+
 def c_evaluate_robustness_label_12(tmp):
     ka.evaluate_robustness(_base(), X[:8], _with(Y[:8], 2, 12), attacks={"fgsm": ka.attacks.FGSM(epsilon=0.1)},
                            verbose=0, diagnose=False)
@@ -297,6 +315,10 @@ CASES = [
     ("free_nan_pixel", c_free_nan_pixel, ValueError, r"`x` contains NaN"),
     ("free_nan_pixel_tf_data", c_free_nan_pixel_dataset, ValueError, r"`x` must lie inside bounds.*restored"),
     ("free_0_16_data", c_free_0_16_data, ValueError, r"`x` must lie inside the attack bounds"),
+    ("binary_label_2", c_binary_label_2, ValueError, r"`y` has labels outside \[0, 1\].*binary crossentropy"),
+    ("binary_label_2_tf_data", c_binary_label_2_tf_data, ValueError,
+     r"`y` has labels outside \[0, 1\].*in the batch: 0, 2\. The weights and optimizer state were restored"),
+    ("binary_evaluate_label_5", c_binary_evaluate_label_5, ValueError, r"`y` has labels outside \[0, 1\]"),
     ("evaluate_robustness_label_12", c_evaluate_robustness_label_12, ValueError, r"`y`.*(12|outside|range)"),
     ("absurd_steps_in_config", c_absurd_steps_from_config, ValueError, r"`PGD.steps`=1000000000 exceeds the limit"),
 ]
