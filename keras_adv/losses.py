@@ -52,13 +52,23 @@ def infer_from_logits(model):
     Known for a Functional or Sequential model with one output produced by its
     last layer: a linear `Dense`/`EinsumDense`/convolution gives logits, a
     `Softmax` layer or a softmax activation gives probabilities (a sigmoid
-    activation too, on a single unit). Anything else (a subclassed model, a
-    custom activation, a multi-output model) is None: the losses then detect
-    the kind from each batch of outputs, which costs a few more graph
-    operations per attack step (both interpretations are computed).
+    activation too, on a single unit). Otherwise (a subclassed model, a custom
+    activation, a multi-output model) a compiled model's loss says it
+    (`from_logits`, see `declared_from_logits`). Anything else is None: the
+    losses then detect the kind from each batch of outputs (all in [0, 1]:
+    probabilities), which costs a few more graph operations per attack step
+    and can misread a batch of logits that all happen to lie in [0, 1]; so
+    compile a subclassed model with its loss before attacking it.
     """
     if not isinstance(model, keras.Model):
         return None
+    known = _from_last_layer(model)
+    if known is None:
+        known = declared_from_logits(getattr(model, "loss", None))
+    return known
+
+
+def _from_last_layer(model):
     try:
         outputs = model.outputs
         layer = model.layers[-1]

@@ -579,6 +579,8 @@ class Attack:
             if y is None and x_np is data:
                 raise ValueError("`y` is required when `data` is an array of inputs.")
             _check_not_token_ids(self, model, x_np)
+            if callable(getattr(self.domain, "check_columns", None)):  # a DataFrame is read by position
+                self.domain.check_columns(x_np, argument="data")
             if not tf.is_tensor(x_np):
                 self._validate_x(np.asarray(x_np)[:1])  # dtype check with a clear error before batching
             batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)

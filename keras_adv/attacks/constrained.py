@@ -73,14 +73,16 @@ class ConstrainedAttack(Attack):
         return super().__call__(model, x, y, epsilon=epsilon, seed=seed, loss=loss)
 
     def _validate_x(self, x):
+        self.domain.check_columns(x)
         if isinstance(x, np.ndarray) and not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"`x` must hold floating-point records, got dtype {x.dtype}; "
                             "cast the table first, e.g. `x.astype('float32')`.")
         x = tf.convert_to_tensor(x)
         if x.shape.rank != 2 or x.shape[-1] != self.domain.n_features:
+            got = (f"records of {x.shape[-1]} features" if x.shape.rank == 2 else f"shape {x.shape}")
             raise ValueError(
                 f"`x` must have shape (batch, {self.domain.n_features}) to match the attack's `domain` "
-                f"({self.domain.n_features} features), got shape {x.shape}."
+                f"({self.domain.n_features} features), got {got}."
             )
         return super()._validate_x(x)
 

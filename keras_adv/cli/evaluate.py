@@ -39,7 +39,7 @@ def run(args) -> int:
     names = inputs.parse_list(args.attacks or DEFAULT_ATTACKS["tabular" if tabular else "image"], "--attacks")
     for name in names:
         lookup_attack(name)
-    epsilons = inputs.parse_epsilons(args.epsilons)
+    epsilons = inputs.parse_epsilons(args.epsilons, table=tabular)
     options = inputs.parse_options(args.attack_option)
     inputs.check_counts(limit=args.limit, steps=args.steps, restarts=args.restarts, batch_size=args.batch_size)
     if meta.source != "tfds" and args.split not in ("train", "test"):  # tfds takes slices such as test[:10%]

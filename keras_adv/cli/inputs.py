@@ -44,23 +44,29 @@ def check_counts(**options) -> None:
             raise CLIError(f"--{key.replace('_', '-')} must be >= 1, got {value}.")
 
 
-def check_epsilon(value: float, what: str = "--epsilon", bounds: Tuple[float, float] = BOUNDS) -> float:
-    """ε must lie in [0, bounds width]: a larger L∞ budget reaches every input, so 'robust' means nothing."""
+def check_epsilon(value: float, what: str = "--epsilon", bounds: Tuple[float, float] = BOUNDS,
+                  table: bool = False) -> float:
+    """ε must lie in [0, bounds width]: a larger L∞ budget reaches every input, so 'robust' means nothing.
+
+    On a table ε is a share of each feature's range (its FeatureSpace scales), so the same [0, 1] holds.
+    """
     width = bounds[1] - bounds[0]
     if not (0.0 <= value <= width):  # also refuses NaN
-        raise CLIError(f"{what} must be in [0, {width:g}] (the width of the input range {list(bounds)}), "
+        unit = ("a share of each feature's range" if table else
+                f"the width of the input range {list(bounds)}")
+        raise CLIError(f"{what} must be in [0, {width:g}] ({unit}), "
                        f"got {value:g}; a budget of {width:g} or more lets the attacker reach any input.")
     return value
 
 
-def parse_epsilons(text: str) -> List[float]:
+def parse_epsilons(text: str, table: bool = False) -> List[float]:
     values = []
     for item in parse_list(text, "--epsilons"):
         try:
             value = float(item)
         except ValueError:
             raise CLIError(f"--epsilons must be comma-separated numbers such as 0,0.1,0.2; got {item!r}.")
-        values.append(check_epsilon(value, "--epsilons"))
+        values.append(check_epsilon(value, "--epsilons", table=table))
     return sorted(set(values))
 
 

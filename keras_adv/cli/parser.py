@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--dataset", default="digits",
                        help="dataset name (default: digits, offline); see `keras-adv list`")
-    train.add_argument("--model", default="small_cnn", help="model preset: small_cnn | small_resnet (default: small_cnn)")
+    train.add_argument("--model", default=None,
+                       help="model preset: small_cnn | small_resnet for images, tabular_mlp for tables (default: "
+                            "small_cnn; tabular_mlp on a table)")
     train.add_argument("--width", type=int, default=None,
                        help="the preset's width, filters of its first layer (default: 64 for small_cnn, the "
                             "preset's own otherwise)")
@@ -145,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "mart = misclassification-aware")
     train.add_argument("--adv-weight", type=float, default=4.0,
                        help="lambda (beta for trades/mart), weight of the adversarial term (default: 4)")
-    train.add_argument("--attack", default="pgd", help="training attack (default: pgd); see `keras-adv list`")
+    train.add_argument("--attack", default=None,
+                       help="training attack (default: pgd; capgd on a table); see `keras-adv list`")
     train.add_argument("--attack-option", action="append", default=[], metavar="KEY=VALUE",
                        help="extra hyper-parameter of the training attack (JSON value), repeatable")
     train.add_argument("--epsilon", type=float, default=None,

@@ -74,17 +74,21 @@ def _is_ensemble(cls) -> bool:
     return issubclass(cls, AutoAttack)
 
 
-def _judges(args, epsilon, domain=None):
-    """The judging attacks, by name: stronger than the training attack, never the training attack itself."""
+def _judges(args, epsilon, domain=None, norm=None):
+    """The judging attacks, by name: stronger than the training attack, never the training attack itself.
+
+    They attack in the training attack's norm (`--attack-option norm=...`): judging an L2-trained model
+    under L∞ at the same number ε would be another threat model, not a stronger attack.
+    """
     names = inputs.parse_list(args.judges, "--judges")
     if domain is not None:  # a table: the constrained ensemble judges (image attacks ignore the feature space)
         names = [n for n in names if is_constrained(n)] or ["constrainedautoattack"]
+    options = {**({} if domain is None else {"domain": domain}), **({} if norm is None else {"norm": norm})}
     judges = {}
     for name in names:
         cls = lookup_attack(name)
         attack = make_attack(name, epsilon, steps=None if _is_ensemble(cls) else args.eval_steps,
-                             restarts=args.eval_restarts, seed=args.seed,
-                             options=None if domain is None else {"domain": domain})
+                             restarts=args.eval_restarts, seed=args.seed, options=options or None)
         judges[_judge_name(attack)] = attack
     return judges
 
@@ -104,14 +108,27 @@ def _judge_name(attack) -> str:
 DEFAULT_EPSILON = {"image": 0.2, "tabular": 0.05}
 
 
+DEFAULTS = {"image": {"model": "small_cnn", "attack": "pgd"}, "tabular": {"model": "tabular_mlp", "attack": "capgd"}}
+
+
 def run(args) -> int:
     meta = check_dataset(args.dataset)
+    kind = "tabular" if meta.source == "tabular" else "image"
+    args.model = args.model or DEFAULTS[kind]["model"]
+    args.attack = args.attack or DEFAULTS[kind]["attack"]
     check_preset(args.model)
+    if (args.model.lower() == "tabular_mlp") != (kind == "tabular"):
+        fits, what = ("tabular_mlp", "records") if kind == "tabular" else ("small_cnn or small_resnet", "images")
+        raise CLIError(f"--model {args.model} does not take {meta.name}'s {what} (shape "
+                       f"{tuple(meta.input_shape)}); use {fits}.")
     check_objective(args.objective)
     lookup_attack(args.attack)
+    if kind == "tabular" and not is_constrained(args.attack):
+        raise CLIError(f"--attack {args.attack} ignores the feature space of {meta.name}; use capgd, "
+                       "evolutionary or constrainedautoattack.")
     if args.epsilon is None:  # the budgets the benchmarks use: 0.2 on [0, 1] pixels, 0.05 of a feature's range
         args.epsilon = DEFAULT_EPSILON["tabular" if meta.source == "tabular" else "image"]
-    epsilon = inputs.check_epsilon(args.epsilon)
+    epsilon = inputs.check_epsilon(args.epsilon, table=kind == "tabular")
     options = inputs.parse_options(args.attack_option)
     if args.epochs is None:
         args.epochs = default_epochs(meta.name)
@@ -146,19 +163,13 @@ def run(args) -> int:
     what = "records" if meta.source == "tabular" else "images"
     if meta.source == "tabular":  # raw records in a FeatureSpace: constrained attacks, an MLP preset
         domain = inputs.table_domain(meta, [("train", x_train), ("test", x_test)])
-        if not is_constrained(args.attack):
-            if args.attack.lower() != "pgd":  # pgd is the image default: replaced silently
-                raise CLIError(f"--attack {args.attack} ignores the feature space of {meta.name}; use capgd, "
-                               "evolutionary or constrainedautoattack.")
-            args.attack = "capgd"
-        if args.model == "small_cnn":
-            args.model = "tabular_mlp"
         options = {**options, "domain": domain}
     else:
         inputs.check_data(x_train, f"the {meta.name} train split")
         inputs.check_data(x_test, f"the {meta.name} test split")
     attack = make_attack(args.attack, epsilon, steps=args.steps, seed=args.seed, options=options)
-    judges = _judges(args, epsilon, domain)
+    norm = getattr(getattr(attack, "norm", None), "name", None)
+    judges = _judges(args, epsilon, domain, norm=None if norm in (None, "linf") else norm)
     judge_limit = len(x_test) if not args.judge_limit else min(args.judge_limit, len(x_test))
 
     width = args.width if args.width is not None else RECIPE_WIDTH.get(args.model.lower())

@@ -174,8 +174,18 @@ class FeatureSpace(Domain):
                 f"Bounds reversed for feature {self._fname(j)}: `lower`[{j}] = {self.lower[j]:g} > "
                 f"`upper`[{j}] = {self.upper[j]:g}."
             )
+        infinite = (self.lower == self.upper) & ~np.isfinite(self.lower)
+        if infinite.any():
+            j = int(np.argmax(infinite))
+            raise ValueError(f"Feature {self._fname(j)} has `lower`[{j}] = `upper`[{j}] = {self.lower[j]:g}: no "
+                             "finite value lies in it; give finite bounds (or -inf, inf for an unbounded feature).")
         self.mutable = _as_mask("mutable", mutable, n, True)
         self.integer = _as_mask("integer", integer, n, False)
+        empty = self.integer & (np.ceil(self.lower) > np.floor(self.upper))
+        if empty.any():
+            j = int(np.argmax(empty))
+            raise ValueError(f"Integer feature {self._fname(j)} (`integer`) has bounds [{self.lower[j]:g}, "
+                             f"{self.upper[j]:g}], which hold no integer: widen them or drop it from `integer`.")
         self.categorical = [self._indices(f"categorical[{g}]", grp) for g, grp in enumerate(categorical or [])]
         seen = {}
         for g, grp in enumerate(self.categorical):
@@ -364,6 +374,29 @@ class FeatureSpace(Domain):
         return tf.constant(value, dtype=dtype)
 
     # -------------------------------------------------------------- checks
+    def check_columns(self, x, *, argument: str = "x"):
+        """Refuses a pandas DataFrame whose columns are not this space's `names`, in order.
+
+        Records are read by position, so a DataFrame with the same columns in
+        another order (a SQL query, a `df[cols]` selection) would move the
+        wrong features, immutable ones included. Anything without `columns`
+        (arrays, tensors) and spaces without `names` pass unchanged.
+        """
+        columns = getattr(x, "columns", None)
+        if columns is None or self.names is None or isinstance(x, (np.ndarray, tf.Tensor)):
+            return
+        columns = [str(c) for c in columns]
+        if columns == self.names:
+            return
+        if sorted(columns) == sorted(self.names):
+            hint = "the same columns in another order: select them in the space's order, `x[space.names]`"
+        else:
+            missing = [n for n in self.names if n not in columns]
+            extra = [c for c in columns if c not in self.names]
+            hint = f"missing {missing}, not in the space {extra}"
+        raise ValueError(f"`{argument}` is a DataFrame whose columns are not the FeatureSpace's names in order "
+                         f"({hint}); records are read by position.")
+
     def check(self, x, *, argument: str = "x"):
         """Raises `ValueError` naming the feature and argument if records `x` are outside the space.
 
@@ -654,6 +687,13 @@ class FeatureSpace(Domain):
         """
         if names is None and hasattr(x, "columns"):
             names = [str(c) for c in x.columns]
+        if hasattr(x, "columns") and hasattr(x, "dtypes"):  # a DataFrame: a text column is named, not cast
+            for column, dtype in zip(x.columns, x.dtypes):
+                if getattr(dtype, "kind", "O") not in "biuf":  # numpy's and pandas' own (nullable) dtypes
+                    raise TypeError(
+                        f"`x` column {str(column)!r} has dtype {dtype}: a FeatureSpace holds numbers. One-hot "
+                        "encode a categorical column (e.g. pandas.get_dummies) and pass its columns as a group "
+                        "in `categorical`.")
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[0] < 1:
             raise ValueError(f"`x` must be a (records, features) table, got shape {arr.shape}.")

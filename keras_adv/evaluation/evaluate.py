@@ -181,6 +181,9 @@ def evaluate_robustness(
                             "batch first, e.g. `data.to_tensor()`.")
         if y is None:
             raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
+        for attack in attacks.values():  # a DataFrame is read by position: its columns must be the space's
+            if isinstance(getattr(attack, "domain", None), FeatureSpace):
+                attack.domain.check_columns(data, argument="data")
         data, y = np.asarray(data), np.asarray(y)
         if discrete and not np.issubdtype(data.dtype, np.integer):
             raise TypeError(f"`data` must hold integer token ids for token attacks, got dtype {data.dtype}.")

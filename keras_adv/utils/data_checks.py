@@ -139,12 +139,17 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, domain=No
                 raise ValueError(f"`{p}x` and `{p}y` must have the same length, got {n} and {len(y)}.")
             _check_labels(f"{p}y", y, _loss_kind(getattr(model, "loss", None)), num_classes(model))
         return
+    if domain is not None and callable(getattr(domain, "check_columns", None)):
+        domain.check_columns(x, argument=f"{p}x")  # a DataFrame is read by position
     x = _as_array(f"{p}x", x)
     if x.ndim == 0:
         raise ValueError(f"`{p}x` must be batched, shape (examples, ...), got a scalar.")
     n = len(x)
     if n == 0:
         raise ValueError(f"`{p}x` is empty: there is nothing to train on or evaluate.")
+    if not np.issubdtype(x.dtype, np.floating) and domain is not None:
+        raise TypeError(f"`{p}x` must hold floating-point records, got dtype {x.dtype}; cast the table first, "
+                        "e.g. `x.astype('float32')` (the records stay in their FeatureSpace's units).")
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(
             f"`{p}x` must be floating point, scaled to the attack bounds {bounds}; got dtype {x.dtype}. "

@@ -520,6 +520,24 @@ def test_infer_from_logits_reads_the_last_layer_and_is_none_when_unsure():
     sub(np.zeros((1, 4), "float32"))
     assert infer(sub) is None
     assert infer(lambda x: x) is None
+    # a compiled subclassed model: its loss says what it outputs
+    sub.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert infer(sub) is True
+    sub.compile(loss="sparse_categorical_crossentropy")
+    assert infer(sub) is False
+
+
+def test_a_compiled_subclassed_logit_scorer_is_read_as_logits():
+    # The tables audit's fraud scorer: one logit of 0.2 for every record (class 1). Guessed per batch, outputs
+    # all in [0, 1] read as probabilities gave class 0 and clean accuracy 0.0 instead of 1.0.
+    scorer = subclassed_dense(1)
+    x = np.random.default_rng(0).uniform(0, 1, (32, 4)).astype("float32")
+    scorer(x[:1])
+    scorer.set_weights([np.zeros((4, 1), "float32"), np.full(1, 0.2, "float32")])
+    scorer.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    report = ka.evaluate_robustness(scorer, x, np.ones(32, "int64"), attacks={"fgsm": ka.attacks.FGSM(0.1)},
+                                    verbose=0, diagnose=False)
+    assert report.clean_accuracy == 1.0
 
 
 @pytest.mark.parametrize("activation", [None, "softmax"])

@@ -154,7 +154,10 @@ def test_ensemble_in_evaluate_robustness(flows_model):
     direct = _robust(model, caa.generate(model, x[:16], y[:16], verbose=0), y[:16])
     assert report.robust_accuracy("caa", EPS) == pytest.approx(direct)
     assert direct < 1.0
-    json.dumps(report.to_dict())
+    bounds = json.loads(json.dumps(report.to_dict(), allow_nan=False))["bounds"]  # strict JSON
+    # per-feature [lower, upper] lists, an unbounded side as "inf" (docs/evaluation.md, the to_dict schema)
+    assert [[float(v) for v in side] for side in bounds] == [list(space.lower), list(space.upper)]
+    assert "inf" in bounds[1] and np.isinf(space.upper).any()
 
 
 def test_adversarial_training_on_a_table_keeps_examples_valid():

@@ -350,8 +350,9 @@ def test_defaults_are_the_measured_recipe():
     from keras_adv.cli import train as cli_train
 
     args = cli_parser.build_parser().parse_args(["train"])
-    assert (args.dataset, args.model, args.width, args.epochs) == ("digits", "small_cnn", None, None)
-    assert (args.objective, args.adv_weight, args.attack, args.steps) == ("trades", 4.0, "pgd", 7)
+    assert (args.dataset, args.model, args.width, args.epochs) == ("digits", None, None, None)
+    assert (args.objective, args.adv_weight, args.attack, args.steps) == ("trades", 4.0, None, 7)
+    assert cli_train.DEFAULTS["image"] == {"model": "small_cnn", "attack": "pgd"}  # resolved per dataset kind
     assert cli_train.RECIPE_WIDTH["small_cnn"] == 64
     assert cli_train.default_epochs("digits") == 80 and cli_train.default_epochs("mnist") == 30
     import importlib.util

@@ -99,3 +99,34 @@ def test_evaluate_on_a_table_refuses_image_attacks_by_name(breast_cancer_model, 
     err = capsys.readouterr().err
     assert status == 2 and "--attacks fgsm" in err and "feature space" in err
     assert not (tmp_path / "e").exists()  # refused before any file is written
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--dataset", "breast_cancer", "--attack", "pgd"], "--attack pgd ignores the feature space of breast_cancer"),
+    (["--dataset", "breast_cancer", "--model", "small_cnn"],
+     "--model small_cnn does not take breast_cancer's records (shape (30,)); use tabular_mlp"),
+    (["--dataset", "breast_cancer", "--model", "small_resnet"], "--model small_resnet does not take"),
+    (["--dataset", "digits", "--model", "tabular_mlp"],
+     "--model tabular_mlp does not take digits's images (shape (8, 8, 1)); use small_cnn or small_resnet"),
+    (["--dataset", "breast_cancer", "--epsilon", "1.5"], "--epsilon must be in [0, 1] (a share of each feature's range)"),
+])
+def test_table_options_are_checked_not_replaced(argv, expected, tmp_path, capsys):
+    # An explicit `--attack pgd` / `--model small_cnn` on a table was silently swapped for capgd / tabular_mlp,
+    # and a preset that does not fit the data ended in a traceback (exit 1): now one line, exit 2, no file.
+    from keras_adv import cli
+
+    assert cli.main(["train", *argv, "--output", str(tmp_path / "run"), "--quiet"]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_judges_attack_in_the_training_norm():
+    import argparse
+
+    from keras_adv.cli import train
+    from keras_adv.datasets.tabular import breast_cancer_space
+
+    args = argparse.Namespace(judges="capgd,constrainedautoattack", eval_steps=5, eval_restarts=1, seed=0)
+    judges = train._judges(args, 0.05, breast_cancer_space(), norm="l2")
+    assert len(judges) == 2 and {j.norm.name for j in judges.values()} == {"l2"}
+    assert {j.norm.name for j in train._judges(args, 0.05, breast_cancer_space()).values()} == {"linf"}

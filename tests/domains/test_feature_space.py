@@ -145,7 +145,14 @@ BAD_INPUTS = [
     ("shape mismatch with the attack's domain",
      lambda: ka.attacks.CAPGD(0.1, domain=_toy_space())(keras.Sequential([keras.layers.Dense(2)]),
                                                       np.zeros((2, 5), "float32"), np.zeros(2, "int64")),
-     r"`x` must have shape \(batch, 7\) to match the attack's `domain` \(7 features\), got shape \(2, 5\)"),
+     r"`x` must have shape \(batch, 7\) to match the attack's `domain` \(7 features\), got records of 5 features"),
+    ("integer feature without an integer", lambda: FeatureSpace(lower=[0.2, 0], upper=[0.8, 1], names=["flags", "b"],
+                                                                 integer=[True, False]),
+     r"Integer feature 'flags' \(index 0\) \(`integer`\) has bounds \[0.2, 0.8\], which hold no integer"),
+    ("infinite point bounds", lambda: FeatureSpace(lower=[np.inf], upper=[np.inf]),
+     r"Feature index 0 has `lower`\[0\] = `upper`\[0\] = inf: no finite value"),
+    ("string column of a DataFrame", lambda: FeatureSpace.from_data(_frame({"proto": ["tcp", "udp"], "n": [1, 2]})),
+     r"`x` column 'proto' has dtype \S+: a FeatureSpace holds numbers\. One-hot encode"),
     ("not a FeatureSpace", lambda: ka.attacks.Evolutionary(0.1, domain=(0, 1)),
      r"`domain` must be a keras_adv.domains.FeatureSpace"),
     # a string once became an all-True mask ('auto' marked every feature integer)
@@ -183,6 +190,12 @@ BAD_INPUTS = [
     ("LessEqual of something else", lambda: LessEqual([0.5], [1]),
      r"LessEqual: `left` must list feature indices or names"),
 ]
+
+
+def _frame(columns):
+    import pandas as pd  # a test dependency (setup.cfg): tables often arrive as DataFrames
+
+    return pd.DataFrame(columns)
 
 
 def _numpy_relation(x):
@@ -327,3 +340,39 @@ def test_monotone_survives_serialization_and_model_saving(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     assert loaded.attack.domain.monotone.tolist() == [1, 1, -1, 0, 1]
+
+
+def test_a_dataframe_is_read_by_its_columns_or_refused():
+    # The audit's intrusion table: the same columns in another order once let CAPGD move the immutable
+    # `dst_port` of 32 of 50 records without a word (records are read by position).
+    rng = np.random.default_rng(0)
+    table = _frame({"dst_port": rng.integers(0, 1024, 64).astype("float32"),
+                    "src_bytes": rng.integers(0, 1024, 64).astype("float32"),
+                    "duration": rng.uniform(0, 10, 64).astype("float32")})
+    space = FeatureSpace.from_data(table, immutable=["dst_port"])
+    y = (table.src_bytes.values > 500).astype("int64")
+    base = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    attack = ka.attacks.CAPGD(epsilon=0.1, domain=space, steps=3, seed=0)
+    shuffled = table[["src_bytes", "dst_port", "duration"]]
+    message = r"`{}` is a DataFrame whose columns are not the FeatureSpace's names in order \(the same columns"
+    with pytest.raises(ValueError, match=message.format("data") + r".*x\[space\.names\]"):
+        attack.generate(base, shuffled, y, verbose=0)
+    with pytest.raises(ValueError, match=message.format("data")):
+        ka.evaluate_robustness(base, shuffled, y, attacks={"capgd": attack}, verbose=0)
+    with pytest.raises(ValueError, match=message.format("x")):
+        attack(base, shuffled, y)
+    model = ka.AdversarialModel(base, attack=attack)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.copy() for w in base.get_weights()]
+    with pytest.raises(ValueError, match=message.format("x")):
+        model.fit(shuffled, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"missing \['duration'\], not in the space \['proto'\]"):
+        attack.generate(base, table.rename(columns={"duration": "proto"}), y, verbose=0)
+    for a, b in zip(base.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    # in the space's order, a DataFrame is the array it holds
+    np.testing.assert_array_equal(attack.generate(base, shuffled[space.names], y, verbose=0),
+                                  attack.generate(base, table.values, y, verbose=0))
+    # an integer table gets the table's advice (cast), not the images' (/ 255)
+    with pytest.raises(TypeError, match=r"`x` must hold floating-point records.*astype\('float32'\)"):
+        model.fit(table.values.astype("int64"), y, epochs=1, verbose=0)
