@@ -1,0 +1,64 @@
+"""HotFlip findings of the text audit: remapped ids, out-of-vocabulary token lists, string models,
+variable-length streams."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_adv as ka
+from tests.attacks.test_hotflip import IDS, Y, D, T, V
+
+
+def _same_function_two_models():
+    """The audit's repro: model A embeds the ids; model B computes exactly A's function, but remaps the
+    ids first (what an IntegerLookup or a reserved-id shift does) and embeds them with A's rows permuted."""
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((T,), dtype="int32")
+    emb_a, dense_a = keras.layers.Embedding(V, D, name="embedding"), keras.layers.Dense(2)
+    a = keras.Model(inputs, dense_a(keras.layers.GlobalAveragePooling1D()(emb_a(inputs))))
+    emb_a.set_weights([rng.normal(size=(V, D)).astype("float32")])
+    perm = rng.permutation(V).astype("int32")
+    inputs_b = keras.Input((T,), dtype="int32")
+    mapped = keras.layers.Lambda(lambda t: keras.ops.take(keras.ops.convert_to_tensor(perm), t),
+                                 output_shape=(T,), name="remap")(inputs_b)
+    emb_b, dense_b = keras.layers.Embedding(V, D, name="embedding"), keras.layers.Dense(2)
+    b = keras.Model(inputs_b, dense_b(keras.layers.GlobalAveragePooling1D()(emb_b(mapped))))
+    dense_b.set_weights(dense_a.get_weights())
+    emb_b.set_weights([emb_a.get_weights()[0][np.argsort(perm)]])  # row perm[i] of B is row i of A
+    return a, b
+
+
+def test_an_embedding_not_fed_the_input_ids_is_refused():
+    model, twin = _same_function_two_models()
+    ids = IDS
+    np.testing.assert_allclose(model.predict(ids, verbose=0), twin.predict(ids, verbose=0), atol=1e-6)
+    hf = ka.attacks.HotFlip(2)
+    hf(model, ids, Y)  # the Embedding fed the ids: fine
+    message = r"Embedding 'embedding' is not fed the model's input ids.*IntegerLookup.*data pipeline"
+    with pytest.raises(ValueError, match=message):
+        hf(twin, ids, Y)
+    with pytest.raises(ValueError, match=message):
+        ka.evaluate_robustness(twin, ids, Y, attacks={"hf": ka.attacks.HotFlip(2)}, epsilons=[1, 2], verbose=0)
+    with pytest.raises(ValueError, match=message):  # naming the layer does not make it sound
+        ka.attacks.HotFlip(2, layer="embedding")(twin, ids, Y)
+    # the usual front end: an IntegerLookup before the Embedding
+    lookup = keras.layers.IntegerLookup(vocabulary=np.arange(V - 1, 1, -1), mask_token=0)  # 9 -> 2, 8 -> 3, ...
+    inputs = keras.Input((T,), dtype="int64")
+    h = keras.layers.Embedding(lookup.vocabulary_size(), D, name="embedding")(lookup(inputs))
+    looked_up = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h)))
+    with pytest.raises(ValueError, match=message):
+        hf(looked_up, IDS.astype("int64"), Y)
+
+
+def test_a_model_that_takes_strings_is_refused_with_what_to_pass():
+    texts = np.array(["win free cash now", "lunch meeting tomorrow", "claim your prize", "report thanks"])
+    vec = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=T)
+    vec.adapt(texts)
+    model = ka.models.presets.text_classifier(vec.vocabulary_size(), 2, vectorizer=vec, embedding_dim=4, width=4)
+    ids = vec(texts).numpy()
+    message = r"takes strings \(its input 'text' is tf.string.*Attack the classifier that takes the ids"
+    with pytest.raises(TypeError, match=message):
+        ka.attacks.HotFlip(1)(model, ids, Y)
+    with pytest.raises(TypeError, match=message):
+        ka.evaluate_robustness(model, ids, Y, attacks={"hf": ka.attacks.HotFlip(1)}, epsilons=[1], verbose=0)
