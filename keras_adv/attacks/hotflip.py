@@ -165,6 +165,9 @@ class HotFlip(Attack):
         self.layer = layer
         self.candidates = _candidate_table(candidates)
         self.allowed_tokens = _token_list("allowed_tokens", allowed_tokens)
+        if self.allowed_tokens == []:
+            raise ValueError("`allowed_tokens` is empty: no token could be introduced, so HotFlip would change "
+                             "nothing. Give the ids that may be introduced, or None for the whole vocabulary.")
         self.protected_tokens = _token_list("protected_tokens", protected_tokens) or []
         self.top_k = check_number("top_k", top_k, minimum=1, integer=True)
         self._perturbations = weakref.WeakKeyDictionary()
@@ -306,11 +309,11 @@ class HotFlip(Attack):
         message (before the attack's first step).
         """
         x = self._validate_x(x, argument)
-        if not self.check_inputs:
-            return x
         lp = self._perturbation(model, x.shape[1] if x.shape.rank == 2 else None)
         vocab = self._vocabulary_size(lp.layer)
-        if vocab is None:
+        if vocab is not None:
+            self._check_token_lists(lp.layer.name, vocab)
+        if not self.check_inputs or vocab is None:
             return x
         if tf.executing_eagerly():
             data_checks.check_token_ids(argument, x, lp.layer.name, vocab)
@@ -320,6 +323,28 @@ class HotFlip(Attack):
                                          tf.reduce_min(x), tf.reduce_max(x)])
         with tf.control_dependencies([check]):
             return tf.identity(x)
+
+    def _check_token_lists(self, layer_name, vocab):
+        """`candidates` and `allowed_tokens` must hold ids of the vocabulary: a `ValueError` naming them.
+
+        An id >= `input_dim` has no embedding: it was silently never tried, so a table built for
+        another (larger) vocabulary turned the attack into a no-op.
+        """
+        lists = [("allowed_tokens", self.allowed_tokens or [])]
+        if self.candidates is not None:
+            table = np.asarray(self.candidates, np.int64)
+            used = (table >= 0).any(axis=1)  # rows with at least one replacement: their keys are tokens
+            lists += [("candidates", sorted(set(np.flatnonzero(used).tolist())
+                                            | set(table[table >= 0].tolist())))]
+        for argument, ids in lists:
+            bad = [i for i in ids if i >= vocab]
+            if bad:
+                shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+                raise ValueError(
+                    f"`{argument}` holds {len(bad)} token id(s) outside [0, {vocab}), the vocabulary of the "
+                    f"Embedding {layer_name!r} (input_dim={vocab}): {shown}. They have no embedding and "
+                    "would never be tried; build the list with the vectorizer the model was built with."
+                )
 
     @staticmethod
     def _validate_budget(epsilon):

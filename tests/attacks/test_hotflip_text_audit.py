@@ -62,3 +62,35 @@ def test_a_model_that_takes_strings_is_refused_with_what_to_pass():
         ka.attacks.HotFlip(1)(model, ids, Y)
     with pytest.raises(TypeError, match=message):
         ka.evaluate_robustness(model, ids, Y, attacks={"hf": ka.attacks.HotFlip(1)}, epsilons=[1], verbose=0)
+
+
+def test_token_lists_outside_the_vocabulary_are_refused_before_any_attack_work(monkeypatch):
+    from tests.attacks.test_hotflip import bag_model
+
+    model = bag_model()
+    calls = []
+    monkeypatch.setattr(ka.attacks.HotFlip, "_flip", lambda self, *a: calls.append(a))
+    cases = [
+        (dict(candidates={2: [V + 3, 4], 5: [6]}), r"`candidates` holds 1 token id\(s\) outside \[0, 10\)"
+                                                   r".*'embedding' \(input_dim=10\): 13\."),
+        (dict(candidates={V + 1: [3]}), r"`candidates` holds 1 token id\(s\) outside \[0, 10\).*: 11\."),
+        (dict(candidates=np.array([[3, -1], [50, 60]])), r"`candidates` holds 2 token id\(s\).*: 50, 60\."),
+        (dict(allowed_tokens=range(1000, 1100)), r"`allowed_tokens` holds 100 token id\(s\) outside \[0, 10\)"
+                                                 r".*: 1000, 1001, 1002, 1003, 1004, \.\.\."),
+    ]
+    for kwargs, message in cases:
+        hf = ka.attacks.HotFlip(2, **kwargs)
+        with pytest.raises(ValueError, match=message):
+            hf(model, IDS, Y)
+        with pytest.raises(ValueError, match=message):
+            ka.evaluate_robustness(model, IDS, Y, attacks={"hf": hf}, epsilons=[1, 2], verbose=0)
+        with pytest.raises(ValueError, match=message):
+            hf.generate(model, IDS, Y, verbose=0)
+    assert not calls
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="`allowed_tokens` is empty"):
+        ka.attacks.HotFlip(2, allowed_tokens=[])
+    # a table with spare rows of -1 only (built for a larger vocabulary, no entries there) is fine
+    table = np.full((V + 5, 2), -1)
+    table[2] = [3, 4]
+    ka.attacks.HotFlip(1, candidates=table)(model, IDS, Y)
