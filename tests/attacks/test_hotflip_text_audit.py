@@ -94,3 +94,17 @@ def test_token_lists_outside_the_vocabulary_are_refused_before_any_attack_work(m
     table = np.full((V + 5, 2), -1)
     table[2] = [3, 4]
     ka.attacks.HotFlip(1, candidates=table)(model, IDS, Y)
+
+
+def test_messages_name_the_argument_the_user_passed():
+    from tests.attacks.test_hotflip import bag_model
+
+    model = bag_model()
+    hf = ka.attacks.HotFlip(1)
+    with pytest.raises(ValueError, match=r"^`data` holds token ids outside \[0, 10\)"):
+        ka.evaluate_robustness(model, IDS + V, Y, attacks={"hf": hf}, epsilons=[1], verbose=0)
+    with pytest.raises(ValueError, match=r"`epsilons\[1\]` must be >= 0"):
+        ka.evaluate_robustness(model, IDS, Y, attacks={"hf": hf}, epsilons=[1, -1], verbose=0)
+    with pytest.raises(TypeError, match=r"^`x` must hold floating-point inputs, got dtype int32\. They look like "
+                                        r"token ids.*HotFlip"):
+        ka.evaluation.diagnose_gradient_masking(model, IDS, Y, epsilon=1)
