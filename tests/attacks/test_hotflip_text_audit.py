@@ -108,3 +108,31 @@ def test_messages_name_the_argument_the_user_passed():
     with pytest.raises(TypeError, match=r"^`x` must hold floating-point inputs, got dtype int32\. They look like "
                                         r"token ids.*HotFlip"):
         ka.evaluation.diagnose_gradient_masking(model, IDS, Y, epsilon=1)
+
+
+def test_generate_pads_a_variable_length_stream_with_the_padding_id():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(V, D, mask_zero=True),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(2, V, rng.integers(2, 7)).astype("int32") for _ in range(12)]
+    labels = rng.integers(0, 2, 12)
+    stream = tf.data.Dataset.from_generator(lambda: zip(seqs, labels), output_signature=(
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64))).padded_batch(4)  # own length per batch
+    hf = ka.attacks.HotFlip(1)
+    batches = [x for x, _ in hf.iterate(model, stream)]
+    assert len({b.shape[1] for b in batches}) > 1
+    adv = hf.generate(model, stream, verbose=0)
+    longest = max(len(s) for s in seqs)
+    assert adv.shape == (12, longest)
+    for i, seq in enumerate(seqs):
+        assert (adv[i, len(seq):] == 0).all()  # padding, never changed, and the padding added
+        assert (adv[i, :len(seq)] != seq).sum() <= 1
+    np.testing.assert_array_equal(adv[:4, :batches[0].shape[1]], batches[0])
+    # an input-space attack on batches of different shapes: a clear error pointing to `iterate`
+    floats = keras.Sequential([keras.Input((None, 1)), keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+    ragged = tf.data.Dataset.from_generator(lambda: ((s[:, None] / V, l) for s, l in zip(seqs, labels)),
+                                            output_signature=(tf.TensorSpec([None, 1], tf.float64),
+                                                              tf.TensorSpec([], tf.int64))).padded_batch(4)
+    with pytest.raises(ValueError, match=r"`data` yields batches of different shapes.*use `iterate`"):
+        ka.attacks.FGSM(epsilon=0.1).generate(floats, ragged, verbose=0)
