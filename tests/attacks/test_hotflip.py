@@ -125,7 +125,7 @@ def test_bad_inputs():
         hf(model, IDS.astype("float32"), Y)
     with pytest.raises(ValueError, match="`max_substitutions` must be >= 1"):
         ka.attacks.HotFlip(max_substitutions=0)
-    with pytest.raises(ValueError, match="`layer`='emb' is not a layer"):
+    with pytest.raises(ValueError, match="`layer`='emb' is neither the name of a layer"):
         ka.attacks.HotFlip(layer="emb")(model, IDS, Y)
     with pytest.raises(ValueError, match="`candidates` must be"):
         ka.attacks.HotFlip(candidates=[1, 2, 3])

@@ -136,3 +136,41 @@ def test_generate_pads_a_variable_length_stream_with_the_padding_id():
                                                               tf.TensorSpec([], tf.int64))).padded_batch(4)
     with pytest.raises(ValueError, match=r"`data` yields batches of different shapes.*use `iterate`"):
         ka.attacks.FGSM(epsilon=0.1).generate(floats, ragged, verbose=0)
+
+
+class KerasIoTokenAndPositionEmbedding(keras.layers.Layer):
+    """keras.io's layer verbatim: its Embeddings keep Keras' automatic names ("embedding", "embedding_1")."""
+
+    def __init__(self, maxlen, vocab_size, embed_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.token_emb = keras.layers.Embedding(input_dim=vocab_size, output_dim=embed_dim)
+        self.pos_emb = keras.layers.Embedding(input_dim=maxlen, output_dim=embed_dim)
+
+    def call(self, x):
+        return self.token_emb(x) + self.pos_emb(keras.ops.arange(0, keras.ops.shape(x)[-1], 1))
+
+
+def test_token_emb_is_found_by_its_attribute_name():
+    from keras_adv.attacks.inner_layer import find_layer
+
+    keras.utils.set_random_seed(0)
+    tpe = KerasIoTokenAndPositionEmbedding(T, V, D, name="tpe")
+    inputs = keras.Input((T,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(tpe(inputs))))
+    assert tpe.token_emb.name != "token_emb"
+    assert find_layer(model, "token_emb") is tpe.token_emb and find_layer(model, "pos_emb") is tpe.pos_emb
+    wrapped = ka.AdversarialModel(model, attack=ka.attacks.PGD(epsilon=0.5, norm="l2"), perturb_layer="token_emb")
+    assert wrapped._perturbation.layer is tpe.token_emb
+    adv = ka.attacks.HotFlip(1, layer="token_emb", protected_tokens=[0])(model, IDS, Y).numpy()
+    assert ((adv != IDS).sum(1) <= 1).all()
+    # the hint of an unknown name says how to pass it, instead of "name it 'embedding'"
+    with pytest.raises(ValueError, match=r"`layer`='tok' is neither the name of a layer.*nor a public attribute.*"
+                                         r"Pass the layer object itself"):
+        ka.attacks.HotFlip(1, layer="tok")(model, IDS, Y)
+    # the same attribute name on two layers: ambiguous, the message says which
+    twin = KerasIoTokenAndPositionEmbedding(T, V, D, name="tpe2")
+    both = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(
+        keras.layers.Add()([tpe(inputs), twin(inputs)]))))
+    with pytest.raises(ValueError, match=r"`perturb_layer`='token_emb' is an attribute of several layers \(tpe\."
+                                         r"token_emb = layer .*tpe2\.token_emb"):
+        find_layer(both, "token_emb")
