@@ -339,7 +339,7 @@ class HotFlip(Attack):
         for argument, ids in lists:
             bad = [i for i in ids if i >= vocab]
             if bad:
-                shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+                shown = ", ".join(str(i) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
                 raise ValueError(
                     f"`{argument}` holds {len(bad)} token id(s) outside [0, {vocab}), the vocabulary of the "
                     f"Embedding {layer_name!r} (input_dim={vocab}): {shown}. They have no embedding and "
