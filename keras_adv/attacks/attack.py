@@ -559,11 +559,15 @@ class Attack:
         Returns:
             A numpy array of adversarial examples, the same shape as the
             inputs (of the shard's batches). For a stream too large to hold,
-            use `iterate`, which yields them batch by batch.
+            use `iterate`, which yields them batch by batch. Token attacks
+            (HotFlip) on a stream of batches of different lengths
+            (`padded_batch`) pad every batch with the padding id 0 to the
+            longest one; other attacks refuse batches of different shapes
+            with a `ValueError` pointing to `iterate`.
         """
         outputs = [x_adv for x_adv, _ in self.iterate(model, data, y, batch_size=batch_size,
                                                       verbose=verbose, shard=shard, strategy=strategy)]
-        return np.concatenate(outputs, axis=0)
+        return _stack_batches(self, outputs)
 
     def iterate(self, model, data, y=None, *, batch_size: int = 256, verbose=0, shard=None, strategy=None):
         """Yields `(x_adv, y)` numpy batches over `data`, holding two batches at a time (one in flight).
@@ -685,6 +689,21 @@ def _check_not_token_ids(attack, model, x) -> None:
             "perturb_layer='embedding' (AdversarialModel(..., perturb_layer='embedding') in training, "
             "keras_adv.attacks.inner_layer.LayerPerturbation for one attack)."
         )
+
+
+def _stack_batches(attack, outputs):
+    """The batches of `generate` as one array; a token attack pads ids of different lengths with 0 (padding)."""
+    shapes = {o.shape[1:] for o in outputs}
+    if len(shapes) <= 1:
+        return np.concatenate(outputs, axis=0)
+    if getattr(attack, "discrete_inputs", False) and {len(shape) for shape in shapes} == {1}:
+        longest = max(shape[0] for shape in shapes)
+        return np.concatenate([np.pad(o, [(0, 0), (0, longest - o.shape[1])]) for o in outputs], axis=0)
+    raise ValueError(
+        f"`data` yields batches of different shapes ({', '.join(str(s) for s in sorted(shapes))} after the "
+        "batch axis), which generate cannot stack into one array: use `iterate`, which yields the "
+        "adversarial batches one by one, or give the stream one shape (e.g. padded_batch with padded_shapes)."
+    )
 
 
 def _one_ahead(items):

@@ -165,33 +165,43 @@ class HotFlip(Attack):
         self.layer = layer
         self.candidates = _candidate_table(candidates)
         self.allowed_tokens = _token_list("allowed_tokens", allowed_tokens)
+        if self.allowed_tokens == []:
+            raise ValueError("`allowed_tokens` is empty: no token could be introduced, so HotFlip would change "
+                             "nothing. Give the ids that may be introduced, or None for the whole vocabulary.")
         self.protected_tokens = _token_list("protected_tokens", protected_tokens) or []
         self.top_k = check_number("top_k", top_k, minimum=1, integer=True)
         self._perturbations = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ checks
-    def _validate_x(self, x):
+    def _validate_x(self, x, argument="x"):
         if isinstance(x, tf.RaggedTensor):
-            raise TypeError(_RAGGED_MESSAGE)
+            raise TypeError(_RAGGED_MESSAGE.replace("`x`", f"`{argument}`"))
         if not tf.is_tensor(x):
             x = np.asarray(x)
             if x.dtype.kind in "USO":
-                raise TypeError(_STRINGS_MESSAGE)
+                raise TypeError(_STRINGS_MESSAGE.replace("`x`", f"`{argument}`"))
             if not np.issubdtype(x.dtype, np.integer):
-                raise TypeError(f"`x` must be integer token ids for HotFlip, got dtype {x.dtype}.")
+                raise TypeError(f"`{argument}` must be integer token ids for HotFlip, got dtype {x.dtype}.")
             x = tf.convert_to_tensor(x)
         if x.dtype == tf.string:
-            raise TypeError(_STRINGS_MESSAGE)
+            raise TypeError(_STRINGS_MESSAGE.replace("`x`", f"`{argument}`"))
         if not x.dtype.is_integer:
-            raise TypeError(f"`x` must be integer token ids for HotFlip, got dtype {x.dtype.name}.")
+            raise TypeError(f"`{argument}` must be integer token ids for HotFlip, got dtype {x.dtype.name}.")
         if x.shape.rank is not None and x.shape.rank != 2:
-            raise ValueError(f"`x` must be token ids of shape (batch, length), got shape {x.shape}.")
+            raise ValueError(f"`{argument}` must be token ids of shape (batch, length), got shape {x.shape}.")
         return x
 
-    def _perturbation(self, model):
+    def _perturbation(self, model, length=None):
+        """The `LayerPerturbation` of the Embedding HotFlip flips (found once per model).
+
+        `length` (the ids' static length, when known) sizes the probe call of
+        a model whose input length is not fixed.
+        """
         lp = self._perturbations.get(model)
         if lp is None:
             name = getattr(model, "name", model)
+            _check_takes_ids(model)
+            fed = None  # the Embeddings found fed the input ids by the probe (None: not probed, or it cannot run)
             if self.layer is None:
                 layers = _all_layers(model)
                 embeddings = [l for l in layers if isinstance(l, keras.layers.Embedding)]
@@ -203,8 +213,10 @@ class HotFlip(Attack):
                         "model or held by a custom layer)."
                     )
                 if len(embeddings) > 1:
-                    fed = self._embeddings_fed_the_input(model, embeddings)
-                    embeddings = fed if len(fed) == 1 else embeddings
+                    fed = self._embeddings_fed_the_input(model, embeddings, length)
+                    if fed == []:
+                        raise ValueError(_not_fed_message(model, embeddings))
+                    embeddings = fed if fed is not None and len(fed) == 1 else embeddings
                 if len(embeddings) > 1:
                     raise ValueError(
                         f"Model {name!r} has {len(embeddings)} Embedding layers ("
@@ -220,35 +232,43 @@ class HotFlip(Attack):
                     f"`layer`={layer.name!r} is a {type(layer).__name__}, not an Embedding: HotFlip "
                     "needs the keras.layers.Embedding that embeds the token ids."
                 )
+            if fed is None and isinstance(layer, keras.layers.Embedding):
+                # HotFlip reads the rows of the matrix at the *input* ids: sound only when the
+                # Embedding looks up those very ids (no IntegerLookup, shift or hashing before it).
+                fed = self._embeddings_fed_the_input(model, [layer], length)
+            if fed is not None and all(l is not layer for l in fed):
+                raise ValueError(_not_fed_message(model, [layer]))
             lp = LayerPerturbation(model, layer)
             self._perturbations[model] = lp
         return lp
 
     @staticmethod
-    def _embeddings_fed_the_input(model, embeddings):
-        """Of several `embeddings`, those that receive the model's input ids as they are.
+    def _embeddings_fed_the_input(model, embeddings, length=None):
+        """Of `embeddings`, those that receive the model's input ids as they are.
 
         A token-and-position embedding holds two Embeddings, the second fed
-        positions (`arange(length)`), not the ids: one eager call on a probe
-        sequence of ids (which is neither the positions nor constant) tells
-        them apart. `[]` when the model cannot be probed (several inputs,
-        unknown layout), so the caller asks for `layer=`.
+        positions (`arange(length)`), not the ids; a model that remaps the ids
+        first (an `IntegerLookup`, a shift, hashing) feeds its Embedding other
+        ids. One eager call on a probe sequence of ids (which is neither the
+        positions nor constant) tells them apart. `None` when the model cannot
+        be probed (several inputs, unknown layout, a call that fails), so the
+        caller falls back to asking for `layer=` or trusting it.
         """
         inputs = getattr(model, "inputs", None) or []
         if len(inputs) > 1:
-            return []
+            return None
         shape = tuple(inputs[0].shape) if inputs else (None, None)
         if len(shape) != 2:
-            return []
-        length = shape[1] or 16
+            return None
+        length = shape[1] or length or 16
         dims = [getattr(layer, "input_dim", None) for layer in embeddings]
         if any(d is None for d in dims) or min(dims) < 3:
-            return []
+            return None
         # Ids counting down from the end, never 0 (often the padding id):
         # neither constant nor the positions 0, 1, 2, ...
         probe = (1 + (length - 1 - np.arange(length, dtype=np.int64)) % (min(dims) - 1))[None, :]
         if (probe == np.arange(length)).all() or (probe == probe.flat[0]).all():
-            return []
+            return None
         seen = {}
 
         def recorder(layer):
@@ -269,7 +289,9 @@ class HotFlip(Attack):
                     stack.enter_context(_compat.intercept_layer_output(layer, recorder(layer)))
                 model(tf.constant(probe, dtype=inputs[0].dtype if inputs else tf.int32), training=False)
         except Exception:  # a model this probe cannot run: fall back to asking for `layer=`
-            return []
+            return None
+        if not any(id(layer) in seen for layer in embeddings):
+            return None  # no layer ran eagerly on the probe (e.g. called inside a tf.function): unknown
         return [layer for layer in embeddings if seen.get(id(layer))]
 
     @staticmethod
@@ -279,27 +301,50 @@ class HotFlip(Attack):
             dim = layer.embeddings.shape[0]
         return None if dim is None else int(dim)
 
-    def validate_token_ids(self, model, x):
+    def validate_token_ids(self, model, x, argument="x"):
         """Checks that `x` holds ids of the model's Embedding, `[0, input_dim)`; returns `x`.
 
-        Eagerly a `ValueError` naming `x`; inside a `tf.function` an assert
-        with the same message (before the attack's first step).
+        Eagerly a `ValueError` naming `argument` (`"x"`; `evaluate_robustness`
+        passes `"data"`); inside a `tf.function` an assert with the same
+        message (before the attack's first step).
         """
-        x = self._validate_x(x)
-        if not self.check_inputs:
-            return x
-        lp = self._perturbation(model)
+        x = self._validate_x(x, argument)
+        lp = self._perturbation(model, x.shape[1] if x.shape.rank == 2 else None)
         vocab = self._vocabulary_size(lp.layer)
-        if vocab is None:
+        if vocab is not None:
+            self._check_token_lists(lp.layer.name, vocab)
+        if not self.check_inputs or vocab is None:
             return x
         if tf.executing_eagerly():
-            data_checks.check_token_ids("x", x, lp.layer.name, vocab)
+            data_checks.check_token_ids(argument, x, lp.layer.name, vocab)
             return x
         ok = tf.reduce_all((x >= 0) & (x < tf.cast(vocab, x.dtype)))
-        check = tf.debugging.Assert(ok, [data_checks.token_ids_message("x", lp.layer.name, vocab), "min/max id:",
+        check = tf.debugging.Assert(ok, [data_checks.token_ids_message(argument, lp.layer.name, vocab), "min/max id:",
                                          tf.reduce_min(x), tf.reduce_max(x)])
         with tf.control_dependencies([check]):
             return tf.identity(x)
+
+    def _check_token_lists(self, layer_name, vocab):
+        """`candidates` and `allowed_tokens` must hold ids of the vocabulary: a `ValueError` naming them.
+
+        An id >= `input_dim` has no embedding: it was silently never tried, so a table built for
+        another (larger) vocabulary turned the attack into a no-op.
+        """
+        lists = [("allowed_tokens", self.allowed_tokens or [])]
+        if self.candidates is not None:
+            table = np.asarray(self.candidates, np.int64)
+            used = (table >= 0).any(axis=1)  # rows with at least one replacement: their keys are tokens
+            lists += [("candidates", sorted(set(np.flatnonzero(used).tolist())
+                                            | set(table[table >= 0].tolist())))]
+        for argument, ids in lists:
+            bad = [i for i in ids if i >= vocab]
+            if bad:
+                shown = ", ".join(str(i) for i in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+                raise ValueError(
+                    f"`{argument}` holds {len(bad)} token id(s) outside [0, {vocab}), the vocabulary of the "
+                    f"Embedding {layer_name!r} (input_dim={vocab}): {shown}. They have no embedding and "
+                    "would never be tried; build the list with the vectorizer the model was built with."
+                )
 
     @staticmethod
     def _validate_budget(epsilon):
@@ -366,7 +411,7 @@ class HotFlip(Attack):
         return allowed & ~protected, protected
 
     def _flip(self, model, x, y, k, loss_fn):
-        lp = self._perturbation(model)
+        lp = self._perturbation(model, x.shape[1] if x.shape.rank == 2 else None)
         lp.ensure_built(x)  # a subclassed model before its first call: creates the embedding matrix
         table = lp.layer.embeddings
         emb = tf.cast(tf.convert_to_tensor(table), tf.float32)
@@ -458,6 +503,33 @@ _STRINGS_MESSAGE = (
     "`x` holds strings: HotFlip substitutes token ids. Vectorize outside the model "
     "(ids = vectorizer(texts)) and attack the classifier that takes the ids."
 )
+
+
+def _check_takes_ids(model):
+    """A model whose input is strings (`TextVectorization` inside) cannot be given ids: a `TypeError` saying so."""
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) == 1 and tf.as_dtype(inputs[0].dtype) == tf.string:
+        raise TypeError(
+            f"Model {getattr(model, 'name', model)!r} takes strings (its input {inputs[0].name!r} is tf.string: "
+            "it vectorizes inside, e.g. with a TextVectorization layer), and HotFlip substitutes token ids, "
+            "which that model cannot be given. Attack the classifier that takes the ids: build the model with "
+            "its input at the Embedding (keras.Input((length,), dtype='int32') -> Embedding -> ...; "
+            "keras_adv.models.presets.text_classifier without `vectorizer=`), copy the weights over, and pass "
+            "the ids `vectorizer(texts)`."
+        )
+
+
+def _not_fed_message(model, layers):
+    """The error for Embeddings that do not look up the model's input ids as they are."""
+    names = ", ".join(repr(layer.name) for layer in layers)
+    return (
+        f"HotFlip ranks substitutions with the rows of the Embedding matrix at the input ids, but in model "
+        f"{getattr(model, 'name', model)!r} the Embedding {names} is not fed the model's input ids as they are "
+        "(a layer before it changes them: an IntegerLookup, a shift, hashing, ...), so the ranking would use "
+        "the wrong rows and report a robustness that is not there. Attack a model whose input feeds the "
+        "Embedding directly: move the id mapping into the data pipeline (ids = lookup(ids)) and give HotFlip "
+        "the model from the Embedding on, with those mapped ids."
+    )
 
 
 def _token_list(name, tokens):

@@ -88,6 +88,9 @@ def find_layer(model: keras.Model, layer: Union[str, keras.layers.Layer], *, arg
 
     Nested models are searched, and layers held in the public attributes of
     custom layers (e.g. the `token_emb` of a `TokenAndPositionEmbedding`).
+    A name that is no layer's name is looked up as the name of such an
+    attribute: `"token_emb"` finds keras.io's `self.token_emb = Embedding(...)`
+    (whose layer name is Keras' automatic `"embedding"`).
 
     Raises:
         ValueError: no such layer; the message names `argument` and lists the
@@ -102,11 +105,27 @@ def find_layer(model: keras.Model, layer: Union[str, keras.layers.Layer], *, arg
         raise TypeError(f"`{argument}` must be a layer name (str) or a keras Layer, got {layer!r}.")
     matches = [l for l in layers if l.name == layer]
     if not matches:
+        # A layer held in a public attribute of that name (keras.io's `self.token_emb = Embedding(...)`,
+        # whose layer name is Keras' automatic "embedding").
+        held = []
+        for parent in [model] + layers:
+            value = getattr(parent, "__dict__", {}).get(layer)
+            if isinstance(value, keras.layers.Layer) and all(value is not h for h, _ in held):
+                held.append((value, parent))
+        if len(held) == 1:
+            return held[0][0]
+        if len(held) > 1:
+            raise ValueError(
+                f"`{argument}`={layer!r} is an attribute of several layers ("
+                + ", ".join(f"{p.name}.{layer} = layer {h.name!r}" for h, p in held)
+                + "): pass the layer itself, e.g. model.get_layer(...)." + layer + "."
+            )
         names = [l.name for l in layers]
         raise ValueError(
-            f"`{argument}`={layer!r} is not a layer of model {model.name!r}. "
-            f"Its layers are: {names}. (Name the Embedding explicitly, e.g. "
-            "keras.layers.Embedding(..., name='embedding').)"
+            f"`{argument}`={layer!r} is neither the name of a layer of model {model.name!r} nor a public "
+            f"attribute of one of its layers. Its layers are: {names}. Pass the layer object itself (e.g. "
+            "model.get_layer('token_and_position_embedding').token_emb), or name the layer when you build it "
+            "(keras.layers.Embedding(..., name='token_embedding')) and pass that name."
         )
     return matches[0]
 

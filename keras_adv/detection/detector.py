@@ -83,7 +83,7 @@ def train_detector(classifier: keras.Model, attack: Attack, x, y=None, *, featur
     """
     if not isinstance(attack, Attack):
         raise TypeError(f"`attack` must be a keras_adv.attacks.Attack, got {type(attack).__name__}.")
-    x, y_raw = _common.to_numpy(x, y)
+    x, y_raw = _common.to_numpy(x, y, argument="x")
     x_adv = _common.run_attack(attack, classifier, x, y_raw, batch_size=256, seed=seed)
     detector = build_detector(classifier, feature_layer=feature_layer, hidden=hidden)
     xs = np.concatenate([x, x_adv])

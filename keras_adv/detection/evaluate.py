@@ -82,7 +82,7 @@ def evaluate_detection(guarded: RejectingModel, x, y=None, *, attack: Attack,
     if not isinstance(attack, Attack):
         raise TypeError(f"`attack` must be a keras_adv.attacks.Attack, got {type(attack).__name__}.")
     batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
-    x, y_raw = _common.to_numpy(x, y)
+    x, y_raw = _common.to_numpy(x, y, argument="x")
     labels = _common.labels_of(y_raw)
     clf = guarded.classifier
 

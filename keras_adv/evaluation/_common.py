@@ -33,8 +33,13 @@ def load_model(model):
     return model
 
 
-def to_numpy(data, y=None, *, max_examples: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """`(x, y)` numpy arrays from arrays, an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches."""
+def to_numpy(data, y=None, *, max_examples: Optional[int] = None, argument: str = "data",
+             model=None) -> Tuple[np.ndarray, np.ndarray]:
+    """`(x, y)` numpy arrays from arrays, an `(x, y)` tuple or a `tf.data.Dataset` of `(x, y)` batches.
+
+    Errors name `argument` (the caller's name for `data`: `x` for the functions taking `x, y`). With
+    `model`, integer ids given for a model that embeds them say that input-space attacks do not apply.
+    """
     from keras_adv.attacks import _batches
 
     _batches.check_data(data, max_examples=max_examples)
@@ -54,20 +59,27 @@ def to_numpy(data, y=None, *, max_examples: Optional[int] = None) -> Tuple[np.nd
             if max_examples is not None and n >= max_examples:
                 break
         if not xs:
-            raise ValueError("`data` is empty.")
+            raise ValueError(f"`{argument}` is empty.")
         x, y = np.concatenate(xs), np.concatenate(ys)
     else:
         if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
             data, y = data
         if y is None:
-            raise ValueError("`y` is required when `data` is an array of inputs (or pass `data=(x, y)`).")
+            raise ValueError(f"`y` is required when `{argument}` is an array of inputs (or pass `{argument}=(x, y)`).")
         x, y = np.asarray(data), np.asarray(y)
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"`data` must hold floating-point inputs, got dtype {x.dtype}.")
+        from keras_adv.attacks.inner_layer import embeddings_of
+
+        hint = ""
+        if model is not None and np.issubdtype(x.dtype, np.integer) and embeddings_of(model):
+            hint = (" They look like token ids (the model embeds them): this runs input-space attacks, which "
+                    "do not apply to ids; measure robustness to token substitutions with "
+                    "keras_adv.attacks.HotFlip (evaluate_robustness(..., attacks={'hotflip': HotFlip(...)})).")
+        raise TypeError(f"`{argument}` must hold floating-point inputs, got dtype {x.dtype}.{hint}")
     if len(x) != len(y):
-        raise ValueError(f"`data` and `y` must have the same length, got {len(x)} and {len(y)}.")
+        raise ValueError(f"`{argument}` and `y` must have the same length, got {len(x)} and {len(y)}.")
     if len(x) == 0:
-        raise ValueError("`data` is empty.")
+        raise ValueError(f"`{argument}` is empty.")
     if max_examples is not None:
         x, y = x[:max_examples], y[:max_examples]
     return x.astype(np.float32, copy=False), y

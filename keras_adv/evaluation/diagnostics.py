@@ -470,7 +470,7 @@ def diagnose_gradient_masking(
     from keras_adv import attacks as attacks_lib
 
     model = _common.load_model(model)
-    x, y = _common.to_numpy(x, y)
+    x, y = _common.to_numpy(x, y, argument="x", model=model)
     labels = _common.labels_of(y)
     epsilon = check_number("epsilon", epsilon, minimum=0.0, strict=True)
     tolerance = check_number("tolerance", tolerance, minimum=0.0)

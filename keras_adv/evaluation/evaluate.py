@@ -14,6 +14,7 @@ from keras_adv.attacks.attack import Attack
 from keras_adv.attacks.gradients import NoInputGradientError
 from keras_adv.attacks.inner_layer import embeddings_of
 from keras_adv.domains.feature_space import FeatureSpace
+from keras_adv.utils import data_checks
 from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 from keras_adv.evaluation.report import AttackResult, RobustnessReport
@@ -160,7 +161,7 @@ def evaluate_robustness(
                 f"`attacks` mix norms {sorted(norms)} while sharing `epsilons`; ε values of different "
                 "norms are not comparable: evaluate each threat model in its own call."
             )
-        epsilons = sorted({check_number("epsilons[i]", e, minimum=0.0) for e in epsilons})
+        epsilons = sorted({check_number(f"epsilons[{i}]", e, minimum=0.0) for i, e in enumerate(epsilons)})
         if not epsilons:
             raise ValueError("`epsilons` must hold at least one budget.")
         fractional = [e for e in epsilons if not float(e).is_integer()]
@@ -191,9 +192,17 @@ def evaluate_robustness(
             raise TypeError(_input_space_message(model, data.dtype, attacks))
         if discrete:  # ids outside the Embedding's vocabulary: a named error before any attack runs
             for attack in attacks.values():
-                attack.validate_token_ids(model, data if max_examples is None else data[:max_examples])
+                attack.validate_token_ids(model, data if max_examples is None else data[:max_examples], "data")
     elif y is not None:
         raise ValueError("`y` must be None when `data` is a tf.data.Dataset (it yields (x, y)).")
+    if not discrete and embeddings_of(model):  # float "ids" of a text model: not a missing gradient
+        spec = data.element_spec if isinstance(data, tf.data.Dataset) else data
+        spec = spec[0] if isinstance(spec, (tuple, list)) and spec else spec
+        message = (data_checks.input_kind_message(model, "data", spec.dtype)
+                   if isinstance(spec, (np.ndarray, tf.TensorSpec)) else None)
+        if message is not None:
+            raise TypeError(f"{message} Attack the ids with keras_adv.attacks.HotFlip, or the embedded "
+                            "sequence with perturb_layer='embedding'.")
     verbose = 1 if verbose == "auto" else int(verbose)
 
     plan = [(name, attack, eps) for name, attack in attacks.items()
@@ -225,7 +234,7 @@ def evaluate_robustness(
             first_batch = batch
         if discrete and isinstance(data, tf.data.Dataset):  # streamed ids: checked batch by batch
             for attack in attacks.values():
-                attack.validate_token_ids(model, batch.x)
+                attack.validate_token_ids(model, batch.x, "data")
         labels = _common.labels_of(batch.y)
         out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, None if discrete else tf.float32)),
                                np.float32)

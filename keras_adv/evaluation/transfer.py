@@ -114,7 +114,7 @@ def transfer_matrix(
     if not isinstance(targets, Mapping) or not targets:
         raise ValueError("`targets` must be a non-empty dict {name: model}.")
     batch_size = check_number("batch_size", batch_size, minimum=1, integer=True)
-    x, y_raw = _common.to_numpy(x, y)
+    x, y_raw = _common.to_numpy(x, y, argument="x")
     labels = _common.labels_of(y_raw)
     loaded = {}
 

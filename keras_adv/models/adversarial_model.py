@@ -515,6 +515,14 @@ class AdversarialModel(keras.Model):
         values += [value for name, value in logs.items() if name not in names]
         return values[0] if len(values) == 1 else values
 
+    def predict(self, *args, **kwargs):
+        """`keras.Model.predict`; token ids outside the perturbed Embedding's vocabulary raise a plain `ValueError`."""
+        return data_checks.guarded_call(self, super().predict, "predict", args, kwargs)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(data_checks.token_id_checks(self, x), training=False)
+
     @property
     def metrics_names(self):
         """The names of the logged values, in the order of `evaluate`'s list: `loss`, `clean_loss`,
@@ -577,6 +585,7 @@ class AdversarialModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
+        x = data_checks.token_id_checks(self, x)
         objective = self._objective
         reuse = self._reuses_clean_forward(x)
         if not reuse:
@@ -611,6 +620,7 @@ class AdversarialModel(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y, sample_weight = data_checks.batch_checks(self, y, sample_weight)
+        x = data_checks.token_id_checks(self, x)
         if self.eval_attack is not None:
             x_adv = self._craft(self.eval_attack, x, y, None, self._attack_loss(self.eval_attack))
         else:

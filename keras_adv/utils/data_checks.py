@@ -26,6 +26,7 @@ import inspect
 import math
 import re
 import warnings
+import weakref
 from typing import Optional
 
 import keras
@@ -129,6 +130,7 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, domain=No
     if getattr(model, "perturb_layer", None) is not None:
         # Inner-layer perturbation (text): the inputs are token ids or strings, the attack acts on
         # the named layer's output; the input checks of the attack's bounds do not apply to them.
+        check_input_kind(model, f"{p}x", x.dtype if tf.is_tensor(x) else np.asarray(x).dtype)
         n = len(x)
         if n == 0:
             raise ValueError(f"`{p}x` is empty: there is nothing to train on or evaluate.")
@@ -198,6 +200,78 @@ def check_arrays(model, x, y=None, sample_weight=None, *, bounds=None, domain=No
             raise ValueError(f"`{p}sample_weight` must be >= 0, got a minimum of {float(sw.min()):.4g}.")
 
 
+def _single_input(model):
+    """The base model's one input (a KerasTensor), or None (several inputs, not built, unknown)."""
+    base = getattr(model, "base_model", model)
+    try:
+        inputs = base.inputs
+    except (AttributeError, ValueError):
+        return None
+    return inputs[0] if inputs and len(inputs) == 1 else None
+
+
+def input_kind_message(model, name, dtype) -> Optional[str]:
+    """Why raw inputs of `dtype` cannot feed a model taking token ids or strings (None when they can).
+
+    A model whose input is integer (token ids) would truncate floats (ids scaled to [0, 1) all become 0,
+    the padding) and cannot take strings; a model whose input is tf.string (it vectorizes inside) cannot
+    take numbers. Models with floating inputs, several inputs or no static input say nothing.
+    """
+    inp = _single_input(model)
+    if inp is None:
+        return None
+    try:
+        want = tf.as_dtype(inp.dtype)
+        got = tf.as_dtype(dtype) if tf.is_tensor(dtype) or isinstance(dtype, tf.dtypes.DType) else None
+        kind = ("string" if got == tf.string else "float" if got.is_floating else "int" if got.is_integer
+                else None) if got is not None else {"U": "string", "S": "string", "O": "string", "f": "float",
+                                                    "i": "int", "u": "int"}.get(np.dtype(dtype).kind)
+        shown = got.name if got is not None else np.dtype(dtype).name
+    except (TypeError, ValueError):
+        return None
+    where = f"its input {inp.name!r} is {want.name}"
+    if want == tf.string and kind in ("int", "float"):
+        return (f"`{name}` holds {shown} values, but the model takes strings ({where}: it vectorizes inside, "
+                "e.g. with a TextVectorization layer): pass the raw texts.")
+    if want.is_integer and kind == "string":
+        return (f"`{name}` holds strings, but the model takes token ids ({where}): vectorize the texts first, "
+                "ids = vectorizer(texts), with the vectorizer the model was built with.")
+    if want.is_integer and kind == "float":
+        return (f"`{name}` holds floating-point values ({shown}), but the model takes integer token ids ({where}), "
+                "so they would be truncated (ids scaled to [0, 1) all become 0, the padding). Pass the ids as "
+                "integers, the vectorizer's output.")
+    return None
+
+
+def check_input_kind(model, name, dtype) -> None:
+    """`input_kind_message` as a `TypeError` naming `name`."""
+    message = input_kind_message(model, name, dtype)
+    if message is not None:
+        raise TypeError(message)
+
+
+def _check_dataset_kind(model, name, data) -> None:
+    """A `tf.data.Dataset`'s input dtype, read from its element spec, checked like arrays (`check_input_kind`)."""
+    if not isinstance(data, tf.data.Dataset) or getattr(model, "perturb_layer", None) is None:
+        return
+    spec = data.element_spec
+    if isinstance(spec, (tuple, list)) and spec:
+        spec = spec[0]
+    if isinstance(spec, tf.TensorSpec):
+        check_input_kind(model, name, spec.dtype)
+
+
+def _direct_embedding(model):
+    """The perturbed `Embedding` when it takes the model's input itself (functional / Sequential), else None."""
+    base = getattr(model, "base_model", model)
+    layer = getattr(getattr(model, "_perturbation", None), "layer", None)  # the wrapper's resolved layer
+    try:
+        direct = isinstance(layer, keras.layers.Embedding) and layer.input is base.inputs[0]
+    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
+        return None
+    return layer if direct else None
+
+
 def _check_token_ids(model, x, name) -> None:
     """Integer inputs fed straight to the perturbed `Embedding` must be ids in `[0, input_dim)`.
 
@@ -205,13 +279,8 @@ def _check_token_ids(model, x, name) -> None:
     and Sequential models): otherwise an id out of range would fail as a raw
     gather error inside the first step.
     """
-    base = getattr(model, "base_model", model)
-    layer = getattr(getattr(model, "_perturbation", None), "layer", None)  # the wrapper's resolved layer
-    try:
-        direct = isinstance(layer, keras.layers.Embedding) and layer.input is base.inputs[0]
-    except (AttributeError, IndexError, RuntimeError, TypeError, ValueError):
-        return
-    if direct:
+    layer = _direct_embedding(model)
+    if layer is not None:
         check_token_ids(name, x, layer.name, layer.input_dim)
 
 
@@ -260,6 +329,11 @@ def _check_labels(name, y, kind, classes):
                     f"{classes if classes is not None else 'unknown'} classes); got labels in [{lo:g}, {hi:g}]."
                 )
     elif kind == "binary":  # targets in [0, 1]: class 0 or 1 (or a soft target between them)
+        if classes == 1 and y.ndim == 2 and y.shape[1] > 1:
+            raise ValueError(
+                f"`{name}` looks one-hot (shape {y.shape}) but the model has one sigmoid output and the compiled "
+                "loss is binary crossentropy: give labels 0 or 1 of shape (examples,), e.g. y.argmax(-1)."
+            )
         if not np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_:
             if y.dtype != np.bool_:
                 raise TypeError(f"`{name}` must be numeric labels 0 or 1, got dtype {y.dtype}.")
@@ -320,6 +394,25 @@ def batch_checks(model, y, sample_weight):
         y = tf.nest.map_structure(tf.identity, y) if y is not None else None
         sample_weight = tf.identity(sample_weight) if sample_weight is not None else None
     return y, sample_weight
+
+
+def token_id_checks(model, x):
+    """In-graph: a batch of ids fed to the perturbed `Embedding` must lie in `[0, input_dim)`.
+
+    The streamed counterpart of `check_arrays`' id check (same message, with `MARKER`): returns `x`
+    gated on the assert, so the Embedding's gather (a raw `GatherV2` error on a CPU, a silent zero row
+    on a GPU) never sees an out-of-vocabulary id and the step stops before its weight update. Only where
+    the Embedding takes the model's input itself; any other `x` is returned as it is.
+    """
+    layer = _direct_embedding(model)
+    if layer is None or not tf.is_tensor(x) or not x.dtype.is_integer:
+        return x
+    vocab = int(layer.input_dim)
+    ok = tf.reduce_all((x >= tf.cast(0, x.dtype)) & (x < tf.cast(vocab, x.dtype)))
+    check = tf.debugging.Assert(ok, [f"{MARKER} {token_ids_message('x', layer.name, vocab)} Min/max id in the batch:",
+                                     tf.reduce_min(x), tf.reduce_max(x)])
+    with tf.control_dependencies([check]):
+        return tf.identity(x)
 
 
 def assert_finite_loss(loss) -> None:
@@ -396,6 +489,7 @@ def precheck(model, method_name, args, kwargs) -> None:
     x, y, sw = a.get("x"), a.get("y"), a.get("sample_weight")
     bounds = _bounds_of(model, method_name)
     _check_dataset("x", x)
+    _check_dataset_kind(model, "x", x)
     multi_input = isinstance(x, (list, tuple)) and any(isinstance(e, (np.ndarray, tf.Tensor)) for e in x)
     if _is_array_like(x) and not multi_input:
         check_arrays(model, x, y if _is_array_like(y) else None, sw if _is_array_like(sw) else None,
@@ -405,6 +499,7 @@ def precheck(model, method_name, args, kwargs) -> None:
     if method_name == "fit":
         vd = a.get("validation_data")
         _check_dataset("validation_data", vd)
+        _check_dataset_kind(model, "validation_data", vd)
         if isinstance(vd, (list, tuple)) and len(vd) in (2, 3) and _is_array_like(vd[0]):
             check_arrays(model, vd[0], vd[1], vd[2] if len(vd) == 3 else None,
                          bounds=_bounds_of(model, "evaluate"), domain=_feature_space_of(model, "evaluate"),
@@ -428,7 +523,7 @@ def _clean_message(e) -> Optional[str]:
     msg = str(getattr(e, "message", e))
     if MARKER in msg:
         tail = msg[msg.index(MARKER) + len(MARKER):]
-        tail = tail.split("\n\t [[")[0].split("\n\n")[0].strip().replace("\n", " ")
+        tail = tail.split("\n\t [[")[0].split("\n\n")[0].strip().replace("\n", " ").replace("\\'", "'")
         # tf.debugging.Assert prints "[text] [value] [value]": text and values, without the brackets.
         text, *values = tail.removesuffix("]").split("] [")
         return f"{text.strip()} {', '.join(values)}." if values else text.strip()
@@ -441,22 +536,48 @@ def _clean_message(e) -> Optional[str]:
     return None
 
 
+class _ValidationCheckFailed(Exception):
+    """A check failed in the `evaluate` that `fit` runs on `validation_data`: `fit` restores and reports it."""
+
+
+_ACTIVE = weakref.WeakSet()  # models inside a guarded fit/evaluate/predict
+
+
 def guarded_call(model, super_method, method_name, args, kwargs):
-    """Runs `fit`/`evaluate` with the pre-checks, and turns in-graph check failures into a plain error.
+    """Runs `fit`/`evaluate`/`predict` with the pre-checks, and turns in-graph check failures into a plain error.
 
     For `fit`, the variables (model and optimizer) are snapshotted first; when
-    a check fails mid-run they are restored before the error is raised.
+    a check fails mid-run (also in the evaluation of `validation_data` that
+    `fit` runs, whose message then names `validation_data`) they are restored
+    before the error is raised. `predict` has no pre-checks (it takes no
+    labels, and the attack's bounds do not apply to it): only its in-graph
+    token-id check is turned into a plain error.
     """
-    precheck(model, method_name, args, kwargs)
+    if model in _ACTIVE:  # the evaluate() fit() runs on validation_data: fit restores and reports
+        try:
+            return super_method(*args, **kwargs)
+        except (tf.errors.InvalidArgumentError, ValueError) as e:
+            message = _clean_message(e)
+            if message is None:
+                raise
+            raise _ValidationCheckFailed(re.sub(r"^`(x|y|sample_weight)`", r"`validation_data \1`", message)) \
+                from None
+    if method_name != "predict":
+        precheck(model, method_name, args, kwargs)
     snapshot = _snapshot(model) if method_name == "fit" and model.built else None
+    _ACTIVE.add(model)
     try:
         return super_method(*args, **kwargs)
+    except _ValidationCheckFailed as e:
+        message = str(e)
     except (tf.errors.InvalidArgumentError, ValueError) as e:
         message = _clean_message(e)
         if message is None:
             raise
-        restored = ""
-        if snapshot is not None:
-            _restore(snapshot)
-            restored = " The weights and optimizer state were restored to their values before fit()."
-        raise ValueError(f"{method_name}(): {message}{restored}") from None
+    finally:
+        _ACTIVE.discard(model)
+    restored = ""
+    if snapshot is not None:
+        _restore(snapshot)
+        restored = " The weights and optimizer state were restored to their values before fit()."
+    raise ValueError(f"{method_name}(): {message}{restored}") from None

@@ -125,7 +125,7 @@ def test_bad_inputs():
         hf(model, IDS.astype("float32"), Y)
     with pytest.raises(ValueError, match="`max_substitutions` must be >= 1"):
         ka.attacks.HotFlip(max_substitutions=0)
-    with pytest.raises(ValueError, match="`layer`='emb' is not a layer"):
+    with pytest.raises(ValueError, match="`layer`='emb' is neither the name of a layer"):
         ka.attacks.HotFlip(layer="emb")(model, IDS, Y)
     with pytest.raises(ValueError, match="`candidates` must be"):
         ka.attacks.HotFlip(candidates=[1, 2, 3])
@@ -271,10 +271,10 @@ def test_input_errors_name_the_argument():
         ids[1, 2] = bad
         with pytest.raises(ValueError, match=r"`x` holds token ids outside \[0, 10\).*'embedding'"):
             hf(model, ids, Y)
-        with pytest.raises(ValueError, match=r"`x` holds token ids outside \[0, 10\)"):
+        with pytest.raises(ValueError, match=r"`data` holds token ids outside \[0, 10\)"):
             ka.evaluate_robustness(model, ids, Y, attacks={"hf": hf}, epsilons=[1], verbose=0)
         stream = tf.data.Dataset.from_tensor_slices((ids, Y)).batch(2)
-        with pytest.raises(ValueError, match=r"`x` holds token ids outside \[0, 10\)"):
+        with pytest.raises(ValueError, match=r"`data` holds token ids outside \[0, 10\)"):
             ka.evaluate_robustness(model, stream, attacks={"hf": hf}, epsilons=[1], verbose=0)
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"token ids outside \[0, 10\)"):
             tf.function(lambda x, y: hf(model, x, y))(tf.constant(ids), tf.constant(Y))

@@ -213,7 +213,7 @@ def test_an_embedding_inside_a_custom_layer_is_perturbed():
     model.compile(optimizer="adam", loss=LOSS)
     hist = model.fit(np.tile(IDS, (2, 1)), np.tile(Y, 2), epochs=1, batch_size=6, verbose=0)
     assert np.isfinite(hist.history["adv_loss"]).all()
-    with pytest.raises(ValueError, match="`perturb_layer`='tok' is not a layer.*'tok_emb'.*'pos_emb'"):
+    with pytest.raises(ValueError, match="`perturb_layer`='tok' is neither the name of a layer.*'tok_emb'.*'pos_emb'"):
         LayerPerturbation(base, "tok")  # the nested names are listed
 
 

@@ -264,6 +264,81 @@ def c_evaluate_robustness_label_12(tmp):
                            verbose=0, diagnose=False)
 
 
+# Text: token ids fed to an Embedding perturbed in embedding space (perturb_layer="embedding").
+VT, TT = 12, 6
+IDS = RNG.integers(1, VT, size=(N, TT)).astype("int32")
+Y2 = RNG.integers(0, 2, N).astype("int32")
+
+
+def _text_model(units=2, loss=SPARSE):
+    base = keras.Sequential([keras.Input((TT,), dtype="int32"), keras.layers.Embedding(VT, 4, name="embedding"),
+                             keras.layers.GlobalAveragePooling1D(),
+                             keras.layers.Dense(units, activation="sigmoid" if units == 1 else None)])
+    return _model(base=base, attack=ka.attacks.PGD(epsilon=0.3, norm="l2", steps=1), loss=loss,
+                  perturb_layer="embedding")
+
+
+def c_label_12_validation_tf_data(tmp):
+    m = _model(); fit(m, X, Y, validation_data=_ds(X, _with(Y, 50, 12)), tmp=tmp); return m
+
+
+def c_text_float_ids(tmp):
+    m = _text_model(); fit(m, (IDS / VT).astype("float32"), Y2, tmp=tmp); return m
+
+
+def c_text_float_ids_tf_data(tmp):
+    m = _text_model(); fit(m, _ds((IDS / VT).astype("float32"), Y2), tmp=tmp, batch_size=None); return m
+
+
+def c_text_float_ids_validation_tf_data(tmp):
+    m = _text_model()
+    fit(m, IDS, Y2, validation_data=_ds(IDS.astype("float32"), Y2), tmp=tmp)
+    return m
+
+
+def c_text_float_ids_evaluate(tmp):
+    m = _text_model(); m.evaluate(IDS.astype("float64"), Y2, verbose=0); return m
+
+
+def c_text_strings_to_an_id_model(tmp):
+    m = _text_model(); fit(m, np.array(["win free cash now"] * N, dtype=object), Y2, tmp=tmp); return m
+
+
+def c_text_binary_one_hot_labels(tmp):
+    m = _text_model(units=1, loss="binary_crossentropy")
+    fit(m, IDS, keras.utils.to_categorical(Y2, 2), tmp=tmp)
+    return m
+
+
+def c_text_evaluate_robustness_float_ids(tmp):
+    m = _text_model()
+    ka.evaluate_robustness(m.base_model, (IDS / VT).astype("float32"), Y2, attacks={"pgd": ka.attacks.PGD(epsilon=0.1)},
+                           verbose=0)
+    return m
+
+
+def c_text_oov_id_later_batch_tf_data(tmp):
+    m = _text_model(); fit(m, _ds(_with(IDS, (60, 3), VT + 7), Y2), tmp=tmp, batch_size=None); return m
+
+
+def c_text_negative_id_later_batch_tf_data(tmp):
+    m = _text_model(); fit(m, _ds(_with(IDS, (40, 0), -2), Y2), tmp=tmp, batch_size=None); return m
+
+
+def c_text_oov_id_validation_tf_data(tmp):
+    m = _text_model()
+    fit(m, IDS, Y2, validation_data=_ds(_with(IDS, (60, 3), VT + 7), Y2), epochs=2, tmp=tmp)
+    return m
+
+
+def c_text_oov_id_evaluate_tf_data(tmp):
+    m = _text_model(); m.evaluate(_ds(_with(IDS, (60, 3), VT + 7), Y2), verbose=0); return m
+
+
+def c_text_oov_id_predict(tmp):
+    m = _text_model(); m.predict(_with(IDS, (60, 3), VT + 7), verbose=0); return m
+
+
 def c_absurd_steps_from_config(tmp):
     keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(
         ka.attacks.PGD(epsilon=0.1, steps=10)) | {"config": {"epsilon": 0.1, "steps": 10**9}})
@@ -321,6 +396,30 @@ CASES = [
     ("binary_evaluate_label_5", c_binary_evaluate_label_5, ValueError, r"`y` has labels outside \[0, 1\]"),
     ("evaluate_robustness_label_12", c_evaluate_robustness_label_12, ValueError, r"`y`.*(12|outside|range)"),
     ("absurd_steps_in_config", c_absurd_steps_from_config, ValueError, r"`PGD.steps`=1000000000 exceeds the limit"),
+    ("label_12_validation_tf_data", c_label_12_validation_tf_data, ValueError,
+     r"^fit\(\): `validation_data y` has labels outside \[0, 3\).*restored"),
+    ("text_float_ids", c_text_float_ids, TypeError,
+     r"`x` holds floating-point values \(float32\), but the model takes integer token ids .*int32.*truncated"),
+    ("text_float_ids_tf_data", c_text_float_ids_tf_data, TypeError, r"`x` holds floating-point values \(float32\)"),
+    ("text_float_ids_validation_tf_data", c_text_float_ids_validation_tf_data, TypeError,
+     r"`validation_data` holds floating-point values"),
+    ("text_float_ids_evaluate", c_text_float_ids_evaluate, TypeError, r"`x` holds floating-point values \(float64\)"),
+    ("text_strings_to_an_id_model", c_text_strings_to_an_id_model, TypeError,
+     r"`x` holds strings, but the model takes token ids .*vectorizer\(texts\)"),
+    ("text_binary_one_hot_labels", c_text_binary_one_hot_labels, ValueError,
+     r"`y` looks one-hot \(shape \(64, 2\)\) but the model has one sigmoid output"),
+    ("text_evaluate_robustness_float_ids", c_text_evaluate_robustness_float_ids, TypeError,
+     r"`data` holds floating-point values.*HotFlip"),
+    ("text_oov_id_later_batch_tf_data", c_text_oov_id_later_batch_tf_data, ValueError,
+     r"^fit\(\): `x` holds token ids outside \[0, 12\), the vocabulary of the Embedding 'embedding'.*"
+     r"in the batch: \d+, 19\. The weights and optimizer state were restored"),
+    ("text_negative_id_later_batch_tf_data", c_text_negative_id_later_batch_tf_data, ValueError,
+     r"`x` holds token ids outside \[0, 12\).*in the batch: -2, \d+\. The weights .*restored"),
+    ("text_oov_id_validation_tf_data", c_text_oov_id_validation_tf_data, ValueError,
+     r"^fit\(\): `validation_data x` holds token ids outside \[0, 12\).*restored"),
+    ("text_oov_id_evaluate_tf_data", c_text_oov_id_evaluate_tf_data, ValueError,
+     r"^evaluate\(\): `x` holds token ids outside \[0, 12\)"),
+    ("text_oov_id_predict", c_text_oov_id_predict, ValueError, r"^predict\(\): `x` holds token ids outside \[0, 12\)"),
 ]
 
 
