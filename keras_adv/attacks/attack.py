@@ -40,7 +40,7 @@ from keras_adv.attacks._tracing import _compile
 from keras_adv.attacks.gradients import NoInputGradientError, value_and_gradient
 from keras_adv.attacks.inner_layer import embeddings_of
 from keras_adv.utils import data_checks, trust
-from keras_adv.utils.validation import check_bool, check_bounds, check_number, is_number
+from keras_adv.utils.validation import check_bool, check_bounds, check_model, check_number, is_number
 
 __all__ = ["Attack", "NoInputGradientError"]
 
@@ -172,6 +172,7 @@ class Attack:
                 attack's own seed generator.
             loss: overrides the per-example loss for this call.
         """
+        check_model(model)
         _check_not_token_ids(self, model, x)
         x = self._validate_x(x)
         y = self._validate_y(y, x)
@@ -394,6 +395,8 @@ class Attack:
         if x.shape.rank is not None and x.shape.rank < 2:
             raise ValueError(f"`x` must be batched, shape (batch, ...), got shape {x.shape}. Batch an "
                              "unbatched tf.data.Dataset (`ds.batch(n)`) before mapping an attack over it.")
+        if x.shape.rank is not None and x.shape[0] == 0:
+            raise ValueError(f"`x` is empty (shape {x.shape}): there is no example to attack.")
         if self.check_inputs:
             x = self.domain.validate(x)
         return x
@@ -575,6 +578,7 @@ class Attack:
         The streaming form of `generate` (same arguments, same examples): memory
         stays flat for a `tf.data.Dataset` of any size.
         """
+        check_model(model)
         _distribute.check_strategy(strategy)
         _batches.check_data(data)
         if not isinstance(data, tf.data.Dataset):

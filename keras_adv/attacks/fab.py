@@ -183,11 +183,12 @@ class FAB(Attack):
 
     def _single_run(self, model, x0, true, target, labels, epsilon, seed, random_start, best, best_norm):
         name = type(self).__name__
-        lo, hi = self.bounds
         dtype = x0.dtype
         shape = tf.shape(x0)
         batch = shape[0]
         flat0 = _flat(x0)
+        # Bounds as rows of the flat examples: per-feature (e.g. per-channel) bounds broadcast to one example first.
+        lo, hi = (tf.reshape(tf.broadcast_to(tf.cast(b, dtype), shape[1:]), [1, -1]) for b in self.bounds)
         project = _project_linf if self.norm.name == "linf" else _project_l2
 
         def success(outputs):

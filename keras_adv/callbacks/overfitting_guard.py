@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_adv import attacks as attacks_lib
 from keras_adv import losses as losses_lib
+from keras_adv.utils import data_checks
 from keras_adv.utils.validation import check_number
 from keras_adv.utils.io import atomic_path, atomic_write
 
@@ -178,6 +179,9 @@ class CatastrophicOverfittingGuard(keras.callbacks.Callback):
         return True
 
     def on_train_begin(self, logs=None):
+        # The held-out examples and the attack, checked before the first batch trains (not after an epoch).
+        data_checks.check_callback_data(self, self.model, self._make_attack(), self.x, self.y,
+                                        arg_prefix="validation_data ")
         self._attack_fn = None
         self.fired_epochs, self.history = [], []
         self.best_accuracy, self.best_epoch = -1.0, None

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_adv.utils import data_checks
+
 __all__ = ["AdversarialImages"]
 
 
@@ -109,6 +111,11 @@ class AdversarialImages(keras.callbacks.Callback):
                              step=step, max_outputs=self.max_images,
                              description=f"x_adv - x scaled so that -{scale:g} is black and +{scale:g} white")
         self._writer.flush()
+
+    def on_train_begin(self, logs=None):
+        # The attack (`attack=` on a plain model) and the images, checked before the first batch trains.
+        target, attack, _ = self._target_and_attack()
+        data_checks.check_callback_data(self, target, attack, self.x, self.y)
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch % self.every_n_epochs == 0:

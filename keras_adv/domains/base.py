@@ -273,11 +273,14 @@ class Box(Domain):
         # NaN fails both comparisons and ±inf lies outside finite bounds, so one
         # elementwise test covers finiteness and bounds (plus an explicit
         # finiteness test when a side of the box is unbounded).
+        # Finiteness first, with its own message (a NaN pixel is not data on the wrong scale), then the bounds.
         lo_t, hi_t = self._limits(x)
-        ok = (x >= lo_t) & (x <= hi_t)
-        if not np.all(np.isfinite(self.lower)) or not np.all(np.isfinite(self.upper)):
-            ok = ok & tf.math.is_finite(x)
-        check = tf.debugging.Assert(tf.reduce_all(ok), [f"{msg_bounds}; NaN and infinite values are rejected too."])
+        finite = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)),
+                                     ["`x` contains NaN or infinite values."])
+        with tf.control_dependencies([finite]):
+            inside = tf.reduce_all((x >= lo_t) & (x <= hi_t))
+            check = tf.debugging.Assert(inside, [f"{msg_bounds}; min/max of the batch:", tf.reduce_min(x),
+                                                 tf.reduce_max(x)])
         with tf.control_dependencies([check]):
             return tf.identity(x)
 

@@ -14,7 +14,7 @@ from keras_adv import losses as losses_lib
 from keras_adv.attacks import _batches
 from keras_adv.attacks._tracing import call_function
 from keras_adv.attacks.attack import Attack
-from keras_adv.utils.validation import check_number
+from keras_adv.utils.validation import check_model, check_number
 
 __all__ = ["load_model", "to_numpy", "predict", "run_attack"]
 
@@ -28,8 +28,9 @@ def load_model(model):
         if not os.path.exists(path):
             raise FileNotFoundError(f"`model`: no such file {path!r}.")
         return keras.models.load_model(path)
-    if not callable(model):
+    if model is None or not callable(model):
         raise TypeError(f"`model` must be a Keras model or a path to a `.keras` file, got {type(model).__name__}.")
+    check_model(model)
     return model
 
 

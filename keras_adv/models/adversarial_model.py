@@ -515,6 +515,14 @@ class AdversarialModel(keras.Model):
         values += [value for name, value in logs.items() if name not in names]
         return values[0] if len(values) == 1 else values
 
+    def train_on_batch(self, *args, **kwargs):
+        """`keras.Model.train_on_batch`, with `fit`'s input checks (a plain error naming the argument)."""
+        return data_checks.guarded_call(self, super().train_on_batch, "train_on_batch", args, kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        """`keras.Model.test_on_batch`, with `evaluate`'s input checks (a plain error naming the argument)."""
+        return data_checks.guarded_call(self, super().test_on_batch, "test_on_batch", args, kwargs)
+
     def predict(self, *args, **kwargs):
         """`keras.Model.predict`; token ids outside the perturbed Embedding's vocabulary raise a plain `ValueError`."""
         return data_checks.guarded_call(self, super().predict, "predict", args, kwargs)

@@ -38,6 +38,11 @@ def transform_images(images, params, fill_value=0.0):
         )
     dtype = images.dtype
     params = tf.cast(params, dtype)
+    if params.shape.rank != 2 or (params.shape[-1] is not None and params.shape[-1] != 4):
+        raise ValueError(
+            "SpatialTransform expects `params` of shape (batch, 4): rotation in degrees, translation along x "
+            f"and along y in pixels, scale; got shape {params.shape}."
+        )
     shape = tf.shape(images)
     b, h, w = shape[0], shape[1], shape[2]
     hf, wf = tf.cast(h, dtype), tf.cast(w, dtype)

@@ -354,6 +354,22 @@ def _check_labels(name, y, kind, classes):
             )
 
 
+def check_callback_data(callback, model, attack, x, y, *, arg_prefix="") -> None:
+    """A callback's own examples, checked against its attack when training begins (not after an epoch).
+
+    The errors of `check_arrays` (bounds, NaN, dtype, shapes, labels), prefixed with the callback's class
+    name so that they do not read as if `fit`'s own `x` were at fault.
+    """
+    if attack is None or not getattr(attack, "check_inputs", True):
+        return
+    domain = getattr(attack, "domain", None)
+    try:
+        check_arrays(model, x, y, bounds=getattr(attack, "bounds", None),
+                     domain=domain if callable(getattr(domain, "check", None)) else None, arg_prefix=arg_prefix)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{type(callback).__name__}: {e}") from None
+
+
 def _check_dataset(name, data):
     if isinstance(data, tf.data.Dataset):
         card = int(data.cardinality().numpy())
@@ -466,7 +482,7 @@ def _bind(method_name, args, kwargs):
 def _checked_attack(model, method_name):
     """The attack whose input checks apply to `method_name`'s data (None when it checks nothing)."""
     attack = getattr(model, "attack", None)
-    if method_name == "evaluate" and getattr(model, "eval_attack", None) is not None:
+    if method_name in ("evaluate", "test_on_batch") and getattr(model, "eval_attack", None) is not None:
         attack = model.eval_attack
     if attack is None or not getattr(attack, "check_inputs", True):
         return None
@@ -530,9 +546,14 @@ def _clean_message(e) -> Optional[str]:
     m = _TF_LABEL_ERROR.search(msg)
     if m:
         return f"`y` has labels outside [0, {m.group(2)}) (got the label {m.group(1)})."
-    if "must lie inside bounds=" in msg:  # the attack's fused in-graph check
-        start = msg.index("`x` must lie inside bounds=")
-        return msg[start:].split("\n")[0].split("\t")[0].strip().rstrip(".") + "."
+    for text in ("`x` contains NaN or infinite values", "`x` must lie inside bounds="):  # the attack's own checks
+        if text in msg:
+            # tf.debugging.Assert prints "[text] [value] [value]": text and values, without the brackets.
+            line = msg[msg.index(text):].split("\n")[0].split("\t")[0].strip()
+            line = line.split(" [[")[0].split(" [Op:")[0].strip().removesuffix("]")
+            head, *values = line.split("] [")
+            head = head.strip()
+            return f"{head} {', '.join(v.strip() for v in values)}." if values else head.rstrip(".") + "."
     return None
 
 

@@ -91,3 +91,26 @@ def check_choice(name: str, value, choices, *, lower: bool = False):
         raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}.")
     return key
 
+
+
+def check_model(model, name: str = "model") -> None:
+    """A model the attacks can call as `model(x, training=False)`: a Keras model or layer, or a callable taking
+    `training`; a `TypeError` naming `name` otherwise (instead of "'NoneType' object is not callable" or
+    "unexpected keyword argument 'training'" from deep inside an attack)."""
+    import inspect
+
+    import keras
+
+    if isinstance(model, keras.layers.Layer):  # Keras models are layers
+        return
+    if model is None or not callable(model):
+        raise TypeError(f"`{name}` must be a keras.Model, got {type(model).__name__}.")
+    try:
+        params = inspect.signature(model).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: let the call say
+        return
+    if not any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in params):
+        raise TypeError(
+            f"`{name}` is a plain callable ({getattr(model, '__name__', type(model).__name__)}) without a "
+            "`training` argument: attacks call model(x, training=False). Pass a keras.Model (e.g. wrap the "
+            "function in a keras.layers.Lambda inside one) or accept `training=False`.")

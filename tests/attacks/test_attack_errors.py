@@ -143,3 +143,27 @@ def test_a_dict_of_inputs_and_an_unbatched_dataset_are_named(model):
     unbatched = tf.data.Dataset.from_tensor_slices((x, np.zeros(3, np.int64)))
     with pytest.raises(ValueError, match=r"`data` must be batched: call `dataset.batch\(n\)` first"):
         ka.attacks.FGSM(epsilon=0.1).generate(model, unbatched, verbose=0)
+
+
+def _fn_model(x):
+    return x
+
+
+@pytest.mark.parametrize("bad,match", [
+    (None, r"`model` must be a keras.Model, got NoneType"),
+    ("small_cnn", r"`model` must be a keras.Model, got str"),
+    (_fn_model, r"`model` is a plain callable \(_fn_model\) without a `training` argument"),
+])
+@pytest.mark.parametrize("call", ["eager", "generate"])
+def test_a_model_that_is_not_one_is_named(bad, match, call):
+    # Once "'NoneType' object is not callable" or "unexpected keyword argument 'training'" from inside the attack.
+    x = np.full((3, 4), 0.5, np.float32)
+    attack = ka.attacks.PGD(epsilon=0.1, steps=2)
+    with pytest.raises(TypeError, match=match):
+        attack(bad, x, [0, 1, 0]) if call == "eager" else attack.generate(bad, x, [0, 1, 0], verbose=0)
+
+
+def test_an_empty_batch_is_named(model):
+    # Once a misleading convolution error from inside the model's graph.
+    with pytest.raises(ValueError, match=r"`x` is empty \(shape \(0, 4\)\)"):
+        ka.attacks.PGD(epsilon=0.1, steps=2)(model, np.zeros((0, 4), np.float32), np.zeros(0, "int64"))

@@ -90,6 +90,8 @@ def test_spatial_transform_layer_exact_cases_and_serialization(tmp_path):
     np.testing.assert_allclose(layer(x, p(0, 0, 0, 2))[:, 2, 2], x[:, 2, 2], atol=1e-6)
     with pytest.raises(ValueError, match="height, width, channels"):
         layer(x.reshape(2, -1), p(0, 0, 0, 1))
+    with pytest.raises(ValueError, match=r"`params` of shape \(batch, 4\).*got shape \(2, 3\)"):
+        layer(x, tf.zeros((2, 3)))  # once a raw StridedSlice error
     # Inside a saved model.
     img = keras.Input((5, 5, 2))
     prm = keras.Input((4,))

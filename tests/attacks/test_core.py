@@ -354,6 +354,30 @@ def test_box_errors_name_the_feature(model):
         ka.attacks.FGSM(0.1, domain=ka.domains.Box(np.zeros(3), np.ones(3)))(model, np.zeros((2, 4), "float32"), [0, 1])
 
 
+@pytest.mark.parametrize("norm,epsilon", [("linf", 0.3), ("l2", 3.0)])
+def test_fab_and_autoattack_keep_a_per_channel_box(norm, epsilon):
+    # FAB projected flat examples onto the box's own (3,) shape: "Incompatible shapes: [3] vs. [16,768]"
+    # on RGB images (vision audit); AutoAttack crashed whenever a point was still robust at FAB-T.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 8, 8, 3)).astype("float32")
+    x[..., 2] *= 0.5  # channel 2 lives in [0, 0.5]
+    y = rng.integers(0, 4, 8)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)])
+    y = np.argmax(model.predict(x, verbose=0), -1)  # every point starts correct: FAB has work to do
+    box = ka.domains.Box(np.zeros(3, "float32"), np.array([1, 1, 0.5], "float32"))
+    for attack in (ka.attacks.FAB(epsilon=epsilon, norm=norm, steps=5, n_target_classes=2, domain=box, seed=0),
+                   ka.attacks.AutoAttack(epsilon, norm=norm, attacks=["fab-t"], steps=5, n_target_classes=2,
+                                         domain=box, seed=0)):
+        x_adv = attack(model, x, y).numpy()
+        assert x_adv.min() >= 0.0 and x_adv[..., :2].max() <= 1.0 and x_adv[..., 2].max() <= 0.5
+        distance = (np.abs(x_adv - x).reshape(8, -1).max(1) if norm == "linf" else
+                    np.linalg.norm((x_adv - x).reshape(8, -1), axis=1))
+        assert distance.max() <= epsilon + 1e-5
+        assert (np.argmax(model.predict(x_adv, verbose=0), -1) != y).any()  # it found something
+
+
 def test_autoattack_members_share_the_domain():
     domain = ka.domains.Box(-1.0, 2.0)
     aa = ka.attacks.AutoAttack(0.1, domain=domain, attacks=["apgd-ce", "square"])

@@ -138,3 +138,21 @@ def test_guard_quiet_without_collapse_and_checks_arguments():
         callbacks.CatastrophicOverfittingGuard((x, y[:3]))
     with pytest.raises(ValueError, match="threshold"):
         callbacks.CatastrophicOverfittingGuard((x, y), threshold=2.0)
+
+
+def test_guard_checks_its_examples_before_the_first_batch():
+    # Held-out digits on the 0-16 scale once trained a whole epoch before failing, blaming fit's `x`.
+    x, y = _data(64)
+    model = _model()
+    trained = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: trained.append(batch))
+    guard = callbacks.CatastrophicOverfittingGuard((x * 16, y), verbose=0)
+    with pytest.raises(ValueError, match=r"^CatastrophicOverfittingGuard: `validation_data x` must lie inside the "
+                                         r"attack bounds"):
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[counter, guard])
+    assert trained == []
+    plain = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(10)])
+    plain.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="needs an `attack`"):
+        plain.fit(x, y, epochs=1, verbose=0, callbacks=[counter, callbacks.CatastrophicOverfittingGuard((x, y))])
+    assert trained == []

@@ -78,12 +78,22 @@ def test_adversarial_images_callback_writes_images(digits, tmp_path):
 
 
 def test_adversarial_images_plain_model_needs_attack(digits, tmp_path):
-    (_, _), (xt, yt) = digits
+    (xs, ys), (xt, yt) = digits
     base = presets.get("small_cnn", (8, 8, 1), 10)
     callback = ka.callbacks.AdversarialImages(str(tmp_path), xt[:3], yt[:3])
     callback.set_model(base)
     with pytest.raises(ValueError, match="needs `attack=`"):
         callback.write(0)
+    # in fit, before the first batch trains (it once failed after a whole epoch)
+    base.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trained = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: trained.append(batch))
+    with pytest.raises(ValueError, match="needs `attack=`"):
+        base.fit(xs[:32], ys[:32], epochs=1, verbose=0, callbacks=[counter, callback])
+    scaled = ka.callbacks.AdversarialImages(str(tmp_path), xt[:3] * 16, yt[:3], attack=ka.attacks.FGSM(epsilon=0.1))
+    with pytest.raises(ValueError, match=r"^AdversarialImages: `x` must lie inside the attack bounds"):
+        base.fit(xs[:32], ys[:32], epochs=1, verbose=0, callbacks=[counter, scaled])
+    assert trained == []
     callback = ka.callbacks.AdversarialImages(str(tmp_path), xt[:3], yt[:3], attack=ka.attacks.FGSM(epsilon=0.1))
     callback.set_model(base)
     callback.write(5)

@@ -87,6 +87,10 @@ def c_nan_later_batch_dataset(tmp):
     m = _model(); fit(m, _ds(_with(X, (50, 1), np.nan), Y), tmp=tmp, batch_size=None); return m
 
 
+def c_0_16_later_batch_dataset(tmp):
+    m = _model(); fit(m, _ds(np.concatenate([X[:32], X[32:] * 16]), Y), tmp=tmp, batch_size=None); return m
+
+
 def c_labels_out_of_range(tmp):
     m = _model(); fit(m, X, _with(Y, 5, 12), tmp=tmp); return m
 
@@ -166,6 +170,18 @@ def c_evaluate_nan(tmp):
 
 def c_evaluate_labels_out_of_range(tmp):
     m = _model(); m.evaluate(X, _with(Y, 0, 7), verbose=0); return m
+
+
+def c_train_on_batch_0_255(tmp):
+    m = _model(); m.train_on_batch(X * 255, Y); return m
+
+
+def c_train_on_batch_label_7(tmp):
+    m = _model(); m.train_on_batch(X, _with(Y, 0, 7)); return m
+
+
+def c_test_on_batch_nan(tmp):
+    m = _model(); m.test_on_batch(_with(X, (3, 3), np.nan), Y); return m
 
 
 def c_model_returning_nan(tmp):
@@ -348,7 +364,10 @@ CASES = [
     ("nan_first_example", c_nan_first, ValueError, r"`x` contains NaN"),
     ("nan_mid_epoch", c_nan_mid_epoch, ValueError, r"`x` contains NaN .*example 40"),
     ("inf_last_example", c_inf, ValueError, r"`x` contains NaN or infinite"),
-    ("nan_later_batch_tf_data", c_nan_later_batch_dataset, ValueError, r"`x` must lie inside bounds.*restored"),
+    ("nan_later_batch_tf_data", c_nan_later_batch_dataset, ValueError,
+     r"^fit\(\): `x` contains NaN or infinite values\. The weights .*restored"),
+    ("0_16_later_batch_tf_data", c_0_16_later_batch_dataset, ValueError,
+     r"`x` must lie inside bounds=\(0\.0, 1\.0\).*min/max of the batch: 1\.6\d*, 14\.36\d*\. The weights .*restored"),
     ("labels_out_of_range", c_labels_out_of_range, ValueError, r"`y` has labels outside \[0, 3\)"),
     ("negative_label", c_negative_label, ValueError, r"`y` has labels outside \[0, 3\)"),
     ("label_12_later_batch_tf_data", c_label_out_of_range_later_batch_dataset, ValueError,
@@ -370,6 +389,9 @@ CASES = [
     ("nan_validation_data", c_nan_validation_data, ValueError, r"`validation_data x` contains NaN"),
     ("evaluate_nan", c_evaluate_nan, ValueError, r"`x` contains NaN"),
     ("evaluate_label_7", c_evaluate_labels_out_of_range, ValueError, r"`y` has labels outside"),
+    ("train_on_batch_0_255", c_train_on_batch_0_255, ValueError, r"`x` must lie inside the attack bounds"),
+    ("train_on_batch_label_7", c_train_on_batch_label_7, ValueError, r"`y` has labels outside \[0, 3\)"),
+    ("test_on_batch_nan", c_test_on_batch_nan, ValueError, r"`x` contains NaN"),
     ("model_returning_nan", c_model_returning_nan, ValueError, r"loss became NaN or infinite.*restored"),
     ("targeted_training_attack", c_targeted_training_attack, ValueError, r"`attack` is targeted"),
     ("targeted_eval_attack", c_targeted_eval_attack, ValueError, r"`eval_attack` is targeted"),
@@ -388,7 +410,7 @@ CASES = [
     ("negative_delay", c_negative_delay, ValueError, r"`epochs` must be >= 0"),
     ("schedule_on_plain_keras_model", c_callback_on_plain_model, TypeError, r"needs a keras_adv.AdversarialModel"),
     ("free_nan_pixel", c_free_nan_pixel, ValueError, r"`x` contains NaN"),
-    ("free_nan_pixel_tf_data", c_free_nan_pixel_dataset, ValueError, r"`x` must lie inside bounds.*restored"),
+    ("free_nan_pixel_tf_data", c_free_nan_pixel_dataset, ValueError, r"`x` contains NaN or infinite values\..*restored"),
     ("free_0_16_data", c_free_0_16_data, ValueError, r"`x` must lie inside the attack bounds"),
     ("binary_label_2", c_binary_label_2, ValueError, r"`y` has labels outside \[0, 1\].*binary crossentropy"),
     ("binary_label_2_tf_data", c_binary_label_2_tf_data, ValueError,
