@@ -239,6 +239,15 @@ def evaluate_robustness(
         out_clean = np.asarray(predict(tf.convert_to_tensor(batch.x, None if discrete else tf.float32)),
                                np.float32)
         classes = max(out_clean.shape[-1], 2)  # a single-unit output is binary
+        if batch is first_batch and from_logits is None and out_clean.shape[-1] == 1:
+            import warnings
+
+            warnings.warn(
+                "evaluate_robustness cannot tell whether the model's single output is a logit or a probability "
+                "(its last layer does not say, and it is not compiled): each batch is read from its values "
+                "(all in [0, 1]: probabilities, thresholded at 0.5), which misreads a batch of logits that all "
+                "lie in [0, 1]. Compile the model with its loss (e.g. BinaryCrossentropy(from_logits=True)) "
+                "or end it in a Dense layer with its activation.", stacklevel=2)
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(
                 f"`y` has labels outside [0, {classes}) (the model outputs {classes} classes); got labels in "

@@ -558,6 +558,9 @@ def test_a_compiled_subclassed_logit_scorer_is_read_as_logits():
     x = np.random.default_rng(0).uniform(0, 1, (32, 4)).astype("float32")
     scorer(x[:1])
     scorer.set_weights([np.zeros((4, 1), "float32"), np.full(1, 0.2, "float32")])
+    with pytest.warns(UserWarning, match="cannot tell whether the model's single output is a logit"):
+        ka.evaluate_robustness(scorer, x, np.ones(32, "int64"), attacks={"fgsm": ka.attacks.FGSM(0.1)}, verbose=0,
+                               diagnose=False)
     scorer.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
     report = ka.evaluate_robustness(scorer, x, np.ones(32, "int64"), attacks={"fgsm": ka.attacks.FGSM(0.1)},
                                     verbose=0, diagnose=False)
