@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from keras_adv import losses as losses_lib
 from keras_adv.attacks.attack import Attack
+from keras_adv.attacks.wrappers import _all_layers, _is_graph_model
 from keras_adv.utils.validation import check_number
 from keras_adv.evaluation import _common
 
@@ -181,14 +182,74 @@ class RejectingModel(keras.Model):
             "classifier": keras.saving.serialize_keras_object(self.classifier),
             "detector": keras.saving.serialize_keras_object(self.detector),
             "threshold": self.threshold,
+            "shared_layers": _shared_layer_names(self.classifier, self.detector),
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        shared = config.pop("shared_layers", None) or []
         config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
         config["detector"] = keras.saving.deserialize_keras_object(config["detector"])
+        if shared:  # the detector reads the classifier's own layers again, as when it was saved
+            config["detector"] = _relink(config["detector"], config["classifier"], shared)
         return cls(**config)
+
+
+def _layer_tree(model):
+    """`model` and every layer inside it, nested models included (depth first)."""
+    return [model] + _all_layers(model)
+
+
+def _shared_layer_names(classifier, detector):
+    """Names of the classifier's layers (or the classifier itself) that the detector calls.
+
+    The default detector reads the classifier's hidden features through the classifier's own layers.
+    Serialized on their own, the two configs would load as two separate sets of layers (and the
+    detector's copies would find no weights in the file), so `from_config` links them again by name.
+    """
+    if not isinstance(detector, keras.Model) or not isinstance(classifier, keras.Model):
+        return []
+    ours = {id(l): l for l in _layer_tree(classifier)}
+    shared, names = [], {}
+    for l in _layer_tree(detector)[1:]:
+        if id(l) in ours and not isinstance(l, keras.layers.InputLayer) and l.name not in shared:
+            shared.append(l.name)
+    if shared:
+        for l in _layer_tree(classifier):
+            names.setdefault(l.name, set()).add(id(l))
+        ambiguous = sorted(n for n in shared if len(names[n]) > 1)
+        if ambiguous:
+            raise ValueError(
+                f"The detector shares the classifier's layers {ambiguous}, whose names are not unique "
+                "inside the classifier, so the saved model could not link them again: give those "
+                "layers unique names."
+            )
+        if not _is_graph_model(detector):
+            raise ValueError(
+                "The detector shares layers with the classifier but is a subclassed model, whose "
+                "layer graph cannot be rebuilt on loading: build it with the functional or Sequential "
+                "API (as `build_detector` does)."
+            )
+    return shared
+
+
+def _relink(detector, classifier, shared):
+    """`detector` rebuilt so that the layers named `shared` are the classifier's (weights shared)."""
+    by_name = {l.name: l for l in _layer_tree(classifier)}
+    missing = [n for n in shared if n not in by_name]
+    if missing:
+        raise ValueError(f"The saved detector shares layers {missing} that the classifier does not have.")
+    names = set(shared)
+
+    def clone(layer):
+        if layer.name in names:
+            return by_name[layer.name]
+        if _is_graph_model(layer) and any(l.name in names for l in _layer_tree(layer)[1:]):
+            return keras.models.clone_model(layer, clone_function=clone)
+        return layer
+
+    return keras.models.clone_model(detector, clone_function=clone)
 
 
 def adaptive_loss(y_true, outputs):
