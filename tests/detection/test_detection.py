@@ -148,3 +148,51 @@ def test_input_feature_detector_round_trips_through_keras_file(tmp_path):
     assert again.threshold == thr
     np.testing.assert_array_equal(again(x).numpy(), g(x).numpy())
     np.testing.assert_array_equal(again.predict_with_rejection(x)[1], g.predict_with_rejection(x)[1])
+
+
+def test_rejecting_model_refuses_bad_parts_and_bad_calibration_data():
+    clf = _small_classifier()
+    det = keras_adv.detection.build_detector(clf, hidden=5)
+    with pytest.raises(TypeError, match="`detector` must be a keras.Model"):
+        RejectingModel(clf, "not a detector")
+    with pytest.raises(TypeError, match="`classifier` must be a keras.Model"):
+        RejectingModel(lambda t: t, det)
+    with pytest.raises(ValueError, match="`detector` must have one output unit.*got 4"):
+        RejectingModel(clf, clf)
+    with pytest.raises(TypeError, match="threshold"):
+        RejectingModel(clf, det, threshold="high")
+    g = RejectingModel(clf, det)
+    x = _x()
+    thr = g.calibrate(x, false_positive_rate=0.25)
+    nan = x.copy()
+    nan[5, 0, 0, 0] = np.nan
+    bad = [
+        (x * 255, ValueError, r"`x_clean` must lie inside the bounds \(0, 1\); got values in \[.*255"),
+        ((x * 255).astype("uint8"), TypeError, "`x_clean` must be floating-point.*got dtype uint8"),
+        (nan, ValueError, r"`x_clean` contains NaN or infinite values \(first at example 5\)"),
+        (x[:, :4], ValueError, "`x_clean` has shape"),
+        (x[:0], ValueError, "`x_clean` must be a non-empty batch"),
+    ]
+    for data, error, message in bad:
+        with pytest.raises(error, match=message):
+            g.calibrate(data, false_positive_rate=0.25)
+        assert g.threshold == thr  # left unchanged
+    with pytest.raises(ValueError, match="`x` must lie inside"):
+        g.predict_with_rejection(x * 255)
+    # Data on another scale is accepted with the bounds it uses.
+    g2 = RejectingModel(clf, det, bounds=(-1.0, 1.0))
+    g2.calibrate(x * 2 - 1, false_positive_rate=0.25)
+    with pytest.raises(ValueError, match=r"bounds \(-1, 1\)"):
+        g2.calibrate(x * 255)
+
+
+def test_detector_from_train_detector_carries_the_attack_bounds():
+    clf = _small_classifier()
+    x = _x(16) * 2 - 1
+    y = np.arange(16) % 4
+    det = train_detector(clf, keras_adv.attacks.FGSM(0.1, bounds=(-1.0, 1.0)), x, y, epochs=1, hidden=4)
+    g = RejectingModel(clf, det)
+    assert g.domain.bounds == (-1.0, 1.0)
+    g.calibrate(x, false_positive_rate=0.25)  # [-1, 1] data is valid here
+    with pytest.raises(ValueError, match=r"`x_clean` must lie inside the bounds \(-1, 1\)"):
+        g.calibrate((x + 1) * 127.5)
