@@ -20,6 +20,7 @@ nothing else: the attack's own loop (PGD, APGD, C&W, ...) runs unchanged.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 import keras
@@ -220,14 +221,22 @@ def _probabilities(outputs):
     return tf.exp(losses_lib.to_log_probs(outputs))
 
 
-class ExpectationModel:
+@keras.saving.register_keras_serializable(package="keras_adv")
+class ExpectationModel(keras.Model):
     """`x -> mean over samples of the class probabilities of model(t(x))` (EOT's attacked function).
+
+    A `keras.Model`: call it on a batch, or use `predict`, `evaluate` (after
+    `compile`, with a loss on probabilities, e.g.
+    `keras.losses.SparseCategoricalCrossentropy()`), `summary` and `save`.
+    Its outputs are class probabilities (one unit: the averaged sigmoid
+    probability), whatever `model` outputs.
 
     Args:
         model: the (possibly randomised) classifier.
         samples: number of draws averaged per call.
         transformation: optional random transformation `t(x, seed)` applied
-            before the model, `seed` a stateless int32 seed of shape (2,).
+            before the model, `seed` a stateless int32 seed of shape (2,)
+            (a registered serializable function, for `save`).
         seeds: optional fixed seeds, int32 `(samples, 2)`, for `transformation`
             (exact reproducibility); else fresh seeds are drawn on each call from
             a `keras.random.SeedGenerator(seed)`.
@@ -237,23 +246,33 @@ class ExpectationModel:
     """
 
     def __init__(self, model, samples: int, transformation=None, seeds=None, seed=None,
-                 vary_with_input: bool = False):
+                 vary_with_input: bool = False, **kwargs):
+        if not callable(model):
+            raise TypeError(f"`model` must be a Keras model, got {type(model).__name__}.")
+        samples = check_number("samples", samples, minimum=1, integer=True)
+        transformation = _deserialize_fn(transformation)
+        if transformation is not None and not callable(transformation):
+            raise TypeError(f"`transformation` must be a callable t(x, seed), got {transformation!r}.")
+        seeds = None if seeds is None else tf.cast(tf.convert_to_tensor(seeds), tf.int32)
+        if seeds is not None and (seeds.shape.rank != 2 or seeds.shape[0] != samples or seeds.shape[1] != 2):
+            raise ValueError(f"`seeds` must have shape (samples={samples}, 2), got {seeds.shape}.")
+        inner = re.sub(r"[^A-Za-z0-9_.-]", "_", str(getattr(model, "name", type(model).__name__)))
+        kwargs.setdefault("name", f"eot{samples}_{inner}")  # a valid Keras name scope
+        super().__init__(**kwargs)
         self.model = model
         self.vary_with_input = bool(vary_with_input)
-        self.samples = int(samples)
+        self.samples = samples
         self.transformation = transformation
-        self.seeds = None if seeds is None else tf.cast(tf.convert_to_tensor(seeds), tf.int32)
-        if self.seeds is not None and (self.seeds.shape.rank != 2 or self.seeds.shape[0] != self.samples
-                                       or self.seeds.shape[1] != 2):
-            raise ValueError(f"`seeds` must have shape (samples={self.samples}, 2), got {self.seeds.shape}.")
+        self.seeds = seeds
+        self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed) if transformation is not None and seeds is None else None
-        self.name = f"EOT{self.samples}({getattr(model, 'name', type(model).__name__)})"
+        self.built = bool(getattr(model, "built", True))  # no weights of its own
 
     def with_model(self, model) -> "ExpectationModel":
         """The same expectation (samples, transformation, seeds) over another model."""
-        out = object.__new__(ExpectationModel)  # shares the seed generator: nothing created here
-        out.__dict__.update(self.__dict__)
-        out.model = model
+        out = ExpectationModel(model, self.samples, self.transformation, seeds=self.seeds,
+                               vary_with_input=self.vary_with_input, name=self.name)
+        out._seed_generator = self._seed_generator  # the same stream of draws: nothing created here
         return out
 
     def _draw_seeds(self):
@@ -262,7 +281,7 @@ class ExpectationModel:
         return tf.cast(keras.random.randint((self.samples, 2), 0, 2**31 - 1, seed=self._seed_generator,
                                             dtype="int32"), tf.int32)
 
-    def __call__(self, x, training=False):
+    def call(self, x, training=False):
         seeds = self._draw_seeds() if self.transformation is not None else None
         if seeds is not None and self.vary_with_input and self.seeds is not None:
             # Fresh, reproducible draws at each attack step without state: fold the iterate in.
@@ -273,6 +292,27 @@ class ExpectationModel:
             xi = self.transformation(x, seeds[i]) if seeds is not None else x
             total = total + _probabilities(self.model(xi, training=training))
         return total / float(self.samples)
+
+    def compute_output_spec(self, x, training=False):
+        out = self.model.compute_output_spec(x)
+        return keras.KerasTensor(out.shape, dtype="float32")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "model": keras.saving.serialize_keras_object(self.model),
+            "samples": self.samples,
+            "transformation": _serialize_fn(self.transformation),
+            "seeds": None if self.seeds is None else self.seeds.numpy().tolist(),
+            "seed": self.seed,
+            "vary_with_input": self.vary_with_input,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)
 
 
 # ---------------------------------------------------------------- wrappers
@@ -478,7 +518,13 @@ class EOT(_AttackWrapper):
         self.fixed_seeds = bool(fixed_seeds)
 
     def wrap_model(self, model, seeds=None):
-        """The averaged classifier `E[softmax(model(t(x)))]` over `samples` draws.
+        """The averaged classifier `E[softmax(model(t(x)))]` over `samples` draws, a `keras.Model`.
+
+        Its outputs are probabilities: call it, `predict` with it, or
+        `compile` it with a loss on probabilities (e.g.
+        `keras.losses.SparseCategoricalCrossentropy()`) and `evaluate`;
+        `save` stores it with `model` (a transformation must be a
+        registered serializable function).
 
         Args:
             model: the randomised classifier.

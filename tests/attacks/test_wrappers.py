@@ -156,6 +156,32 @@ def test_eot_attack_on_a_randomised_model():
     assert both(q, x, y).shape == x.shape
 
 
+def test_eot_wrap_model_is_a_keras_model_that_predicts_evaluates_and_saves(tmp_path):
+    # docs/evaluation.md: `eot.wrap_model(model)` is "the averaged classifier, to score decisions".
+    base = _base()
+    x, y = _data()
+    seeds = tf.random.experimental.stateless_split(tf.constant([5, 6]), 3)
+    eot = keras_adv.attacks.EOT(keras_adv.attacks.PGD(0.1), samples=3, transformation=_noise)
+    averaged = eot.wrap_model(base, seeds=seeds)
+    assert isinstance(averaged, keras.Model)
+    expected = np.mean([tf.nn.softmax(base(_noise(x, seeds[i]))).numpy() for i in range(3)], 0)
+    np.testing.assert_allclose(averaged(x).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(averaged.predict(x.numpy(), verbose=0), expected, rtol=1e-5)
+    averaged.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    result = averaged.evaluate(x.numpy(), y.numpy(), verbose=0, return_dict=True)
+    assert result["accuracy"] == pytest.approx(float((expected.argmax(-1) == y.numpy()).mean()))
+    path = str(tmp_path / "averaged.keras")
+    averaged.save(path)
+    again = keras.models.load_model(path)
+    assert isinstance(again, ExpectationModel) and again.samples == 3 and again.transformation is _noise
+    np.testing.assert_allclose(again(x).numpy(), expected, rtol=1e-6)
+    # Without fixed seeds: a randomised model's draws, averaged; the average of many draws is stable.
+    noisy = planted.noisy(base, stddev=0.05)
+    many = keras_adv.attacks.EOT(keras_adv.attacks.PGD(0.1), samples=64).wrap_model(noisy)
+    assert many.predict(x.numpy(), verbose=0).shape == (6, 3)
+    np.testing.assert_allclose(many(x).numpy().sum(-1), 1.0, rtol=1e-5)
+
+
 def test_margin_loss_values():
     logits = tf.constant([[2.0, 1.0, -1.0], [0.0, 3.0, 1.0]])
     np.testing.assert_allclose(keras_adv.losses.margin(tf.constant([0, 0]), logits).numpy(), [-1.0, 3.0],

@@ -1,3 +1,4 @@
+import json
 import os
 
 import keras
@@ -7,7 +8,7 @@ import tensorflow as tf
 
 import keras_adv
 from keras_adv.detection import RejectingModel, adaptive_loss, evaluate_detection, roc_auc, train_detector
-from tests.conftest import linear_model
+from tests.conftest import linear_model, run_in_fresh_process
 from tests.evaluation.helpers import train_small_cnn
 
 
@@ -84,3 +85,114 @@ def test_digits_detector_non_adaptive_and_adaptive(digits):
     assert "adaptive" in str(report)
     assert "adaptive" not in evaluate_detection(g, xs[:20], ys[:20], attack=keras_adv.attacks.FGSM(0.1),
                                                 adaptive_attack=None).results
+
+
+def _small_classifier(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
+                             keras.layers.Flatten(name="flat"), keras.layers.Dense(8, activation="relu", name="hid"),
+                             keras.layers.Dense(4, name="logits")], name="clf")
+
+
+def _x(n=24, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, 6, 6, 1)).astype("float32")
+
+
+def test_default_detector_shares_classifier_layers_and_round_trips_through_keras_file(tmp_path):
+    # The default detector reads the classifier's penultimate features through the classifier's own
+    # layers; the reloaded model (a fresh process) must share them again and find every weight.
+    clf = _small_classifier()
+    det = keras_adv.detection.build_detector(clf, hidden=5)
+    assert clf.get_layer("conv") in det.get_layer("detector_features").layers
+    g = RejectingModel(clf, det)
+    x = _x()
+    thr = g.calibrate(x, false_positive_rate=0.25)
+    path = str(tmp_path / "guarded.keras")
+    g.save(path)
+    np.save(tmp_path / "x.npy", x)
+    out = run_in_fresh_process(f"""
+        import json, warnings
+        import numpy as np, keras, keras_adv
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = keras.models.load_model({path!r})
+        x = np.load({str(tmp_path / "x.npy")!r})
+        pred, rej = g.predict_with_rejection(x)
+        shared = g.detector.get_layer("detector_features").get_layer("conv") is g.classifier.get_layer("conv")
+        print(json.dumps({{"threshold": g.threshold, "out": g(x).numpy().tolist(), "pred": pred.tolist(),
+                          "rej": rej.tolist(), "shared": shared,
+                          "warnings": [str(w.message) for w in caught if "Skipping" in str(w.message)]}}))
+    """)
+    info = json.loads(out.strip().splitlines()[-1])
+    assert info["threshold"] == thr
+    np.testing.assert_array_equal(np.asarray(info["out"], "float32"), g(x).numpy())
+    pred, rej = g.predict_with_rejection(x)
+    assert info["pred"] == pred.tolist() and info["rej"] == rej.tolist() and 0 < rej.sum() < len(x)
+    assert info["shared"] and info["warnings"] == []
+    # Saved and loaded again in this process (a second round trip keeps the sharing).
+    again = keras.models.load_model(path)
+    again.save(str(tmp_path / "again.keras"))
+    twice = keras.models.load_model(str(tmp_path / "again.keras"))
+    np.testing.assert_array_equal(twice(x).numpy(), g(x).numpy())
+    assert twice.threshold == thr
+
+
+def test_input_feature_detector_round_trips_through_keras_file(tmp_path):
+    clf = _small_classifier()
+    det = keras_adv.detection.build_detector(clf, feature_layer="input", hidden=5)
+    g = RejectingModel(clf, det)
+    x = _x()
+    thr = g.calibrate(x, false_positive_rate=0.25)
+    g.save(str(tmp_path / "g.keras"))
+    again = keras.models.load_model(str(tmp_path / "g.keras"))
+    assert again.threshold == thr
+    np.testing.assert_array_equal(again(x).numpy(), g(x).numpy())
+    np.testing.assert_array_equal(again.predict_with_rejection(x)[1], g.predict_with_rejection(x)[1])
+
+
+def test_rejecting_model_refuses_bad_parts_and_bad_calibration_data():
+    clf = _small_classifier()
+    det = keras_adv.detection.build_detector(clf, hidden=5)
+    with pytest.raises(TypeError, match="`detector` must be a keras.Model"):
+        RejectingModel(clf, "not a detector")
+    with pytest.raises(TypeError, match="`classifier` must be a keras.Model"):
+        RejectingModel(lambda t: t, det)
+    with pytest.raises(ValueError, match="`detector` must have one output unit.*got 4"):
+        RejectingModel(clf, clf)
+    with pytest.raises(TypeError, match="threshold"):
+        RejectingModel(clf, det, threshold="high")
+    g = RejectingModel(clf, det)
+    x = _x()
+    thr = g.calibrate(x, false_positive_rate=0.25)
+    nan = x.copy()
+    nan[5, 0, 0, 0] = np.nan
+    bad = [
+        (x * 255, ValueError, r"`x_clean` must lie inside the bounds \(0, 1\); got values in \[.*255"),
+        ((x * 255).astype("uint8"), TypeError, "`x_clean` must be floating-point.*got dtype uint8"),
+        (nan, ValueError, r"`x_clean` contains NaN or infinite values \(first at example 5\)"),
+        (x[:, :4], ValueError, "`x_clean` has shape"),
+        (x[:0], ValueError, "`x_clean` must be a non-empty batch"),
+    ]
+    for data, error, message in bad:
+        with pytest.raises(error, match=message):
+            g.calibrate(data, false_positive_rate=0.25)
+        assert g.threshold == thr  # left unchanged
+    with pytest.raises(ValueError, match="`x` must lie inside"):
+        g.predict_with_rejection(x * 255)
+    # Data on another scale is accepted with the bounds it uses.
+    g2 = RejectingModel(clf, det, bounds=(-1.0, 1.0))
+    g2.calibrate(x * 2 - 1, false_positive_rate=0.25)
+    with pytest.raises(ValueError, match=r"bounds \(-1, 1\)"):
+        g2.calibrate(x * 255)
+
+
+def test_detector_from_train_detector_carries_the_attack_bounds():
+    clf = _small_classifier()
+    x = _x(16) * 2 - 1
+    y = np.arange(16) % 4
+    det = train_detector(clf, keras_adv.attacks.FGSM(0.1, bounds=(-1.0, 1.0)), x, y, epochs=1, hidden=4)
+    g = RejectingModel(clf, det)
+    assert g.domain.bounds == (-1.0, 1.0)
+    g.calibrate(x, false_positive_rate=0.25)  # [-1, 1] data is valid here
+    with pytest.raises(ValueError, match=r"`x_clean` must lie inside the bounds \(-1, 1\)"):
+        g.calibrate((x + 1) * 127.5)
