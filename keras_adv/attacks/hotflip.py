@@ -171,6 +171,7 @@ class HotFlip(Attack):
         self.protected_tokens = _token_list("protected_tokens", protected_tokens) or []
         self.top_k = check_number("top_k", top_k, minimum=1, integer=True)
         self._perturbations = weakref.WeakKeyDictionary()
+        self._token_lists_checked = None  # the vocabulary size `candidates` / `allowed_tokens` were checked for
 
     # ------------------------------------------------------------ checks
     def _validate_x(self, x, argument="x"):
@@ -311,8 +312,9 @@ class HotFlip(Attack):
         x = self._validate_x(x, argument)
         lp = self._perturbation(model, x.shape[1] if x.shape.rank == 2 else None)
         vocab = self._vocabulary_size(lp.layer)
-        if vocab is not None:
+        if vocab is not None and self._token_lists_checked != vocab:  # once per vocabulary, not per batch
             self._check_token_lists(lp.layer.name, vocab)
+            self._token_lists_checked = vocab
         if not self.check_inputs or vocab is None:
             return x
         if tf.executing_eagerly():

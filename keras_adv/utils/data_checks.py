@@ -79,14 +79,8 @@ def num_classes(model) -> Optional[int]:
 
 def input_shape(model):
     """The base model's static input shape (with the batch axis), when it has one input of known shape."""
-    base = getattr(model, "base_model", model)
-    try:
-        inputs = base.inputs
-    except (AttributeError, ValueError):
-        return None
-    if not inputs or len(inputs) != 1:
-        return None
-    return tuple(inputs[0].shape)
+    inp = _single_input(model)
+    return None if inp is None else tuple(inp.shape)
 
 
 def _is_array_like(v) -> bool:
